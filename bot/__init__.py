@@ -1,0 +1,1 @@
+"""huixiangdou-bot: the core (config, pipeline, inbox/queue/outbox, storage, models, CLI)."""

@@ -1,0 +1,417 @@
+"""The `huixiangdou-bot` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import socket
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from bot.config import Config, ConfigError, load_config
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+
+
+def fail(message: str, code: int = EXIT_STARTUP) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def config_option(fn: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path("bot.yaml"),
+        show_default=True,
+        envvar="HUIXIANGDOU_CONFIG",
+        help="The bot.yaml to use.",
+    )(fn)
+
+
+def load(config_path: Path, *, daemon: bool = False) -> Config:
+    """Load bot.yaml and set up logging: the daemon logs at the configured level, one-shot
+    commands only say what went wrong (their output is the point)."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    level = config.logging.level if daemon or config.logging.level == "DEBUG" else "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    return config
+
+
+def open_database(config: Config, *, check: bool = True) -> Any:
+    from bot.storage.db import Database, SchemaError
+
+    database = Database(config.database_url)
+    if check:
+        try:
+            database.check_schema()
+        except SchemaError as exc:
+            fail(str(exc))
+    return database
+
+
+def startup_guard(fn: Callable[[], Any]) -> Any:
+    """Turn the start-up errors an admin can fix into one clear line instead of a traceback."""
+    from bot.llm.llama_cpp import ModelError
+    from bot.prompts import PromptError
+
+    try:
+        return fn()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except (ModelError, PromptError) as exc:
+        fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="huixiangdou-bot")
+def main() -> None:
+    """A knowledge assistant for Feishu/Lark, DingTalk and WeCom group chats."""
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run the bot daemon: adapters, pipeline and the HTTP server."""
+    import uvicorn
+
+    from adapters import build_adapters
+    from bot.core import Bot
+    from bot.server import create_app
+    from bot.services import build_services
+
+    config = load(config_path, daemon=True)
+    database = open_database(config)
+
+    adapters = build_adapters(config)
+    app = startup_guard(lambda: create_app(Bot(build_services(config), database, adapters)))
+    logging.getLogger("huixiangdou-bot").info(
+        "serving on http://%s:%d (adapters: %s)",
+        config.server.host,
+        config.server.port,
+        ", ".join(a.name for a in adapters) or "none",
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_level=config.logging.level.lower(),
+            lifespan="on",
+        )
+    )
+    startup_guard(lambda: asyncio.run(server.serve()))
+    if not server.started:
+        fail("the server did not start (see the log above)")
+
+
+# -- ask --------------------------------------------------------------------------------------
+
+
+def print_view(view: dict[str, Any]) -> None:
+    click.echo(
+        f"message #{view['id']} from {view['sender_name'] or view['sender_id']} "
+        f"in {view['platform']}:{view['conversation_id']}"
+    )
+    click.echo(f"  text:     {view['text']}")
+    click.echo(f"  status:   {view['status']}")
+    click.echo(f"  decision: {view['decision']}")
+    reply = view.get("reply")
+    if reply:
+        click.echo(f"  reply ({reply['status']}, {reply['attempts']} attempt(s)):")
+        for line in reply["text"].splitlines() or [""]:
+            click.echo(f"    {line}")
+        for i, ref in enumerate(reply["references"], 1):
+            label = ref.get("url") or ref["source"] + (
+                f" § {ref['title']}" if ref.get("title") else ""
+            )
+            click.echo(f"    [{i}] {label}")
+    click.echo("  trace:")
+    header = f"    {'step':<18} {'verdict':<28} {'score':>8} {'threshold':>9} {'ms':>9}  detail"
+    click.echo(header)
+    for step in view["trace"]:
+        score = "" if step.get("score") is None else f"{step['score']:.3f}"
+        threshold = "" if step.get("threshold") is None else f"{step['threshold']:.3f}"
+        detail = json.dumps(step.get("detail") or {}, ensure_ascii=False)
+        click.echo(
+            f"    {step['name']:<18} {step['verdict']:<28} {score:>8} {threshold:>9} "
+            f"{step['ms']:>9.1f}  {detail}"
+        )
+
+
+@main.command()
+@config_option
+@click.argument("question")
+@click.option("--sender", default="cli-user", show_default=True, help="Who asks.")
+@click.option(
+    "--group",
+    "conversation_id",
+    default="cli",
+    show_default=True,
+    help="The conversation id, for per-group settings in bot.yaml.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def ask(
+    config_path: Path, question: str, sender: str, conversation_id: str, as_json: bool
+) -> None:
+    """Send one message through the pipeline and print the reply and the trace."""
+    from adapters.console import ConsoleAdapter
+    from bot.core import Bot
+    from bot.message import Message
+    from bot.services import build_services
+
+    config = load(config_path)
+    config = config.model_copy(
+        update={"queue": config.queue.model_copy(update={"debounce_seconds": 0.0})}
+    )
+    database = open_database(config)
+
+    async def go() -> dict[str, Any] | None:
+        bot = Bot(build_services(config), database, [ConsoleAdapter()])
+        await bot.start(recover=False)
+        try:
+            stored = await bot.receive(
+                Message(
+                    platform="cli",
+                    conversation_id=conversation_id,
+                    sender_id=sender,
+                    sender_name=sender,
+                    text=question,
+                    platform_message_id=uuid.uuid4().hex,
+                    mentioned_bot=True,
+                )
+            )
+            await bot.join()
+            return await bot.message_view(stored.id)
+        finally:
+            await bot.stop()
+
+    view = startup_guard(lambda: asyncio.run(go()))
+    if view is None:
+        fail("the message was not stored")
+    if as_json:
+        click.echo(json.dumps(view, ensure_ascii=False, indent=2))
+    else:
+        print_view(view)
+    if view["status"] == "failed":
+        sys.exit(1)
+
+
+# -- trace ------------------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+@click.argument("message_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+def trace(config_path: Path, message_id: int, as_json: bool) -> None:
+    """Show why the bot answered or stayed silent on one message."""
+    from bot.storage import repo
+
+    config = load(config_path)
+    database = open_database(config)
+    view = database.run_sync(repo.message_view, message_id)
+    if view is None:
+        fail(f"no message #{message_id} in {database.safe_url}")
+    if as_json:
+        click.echo(json.dumps(view, ensure_ascii=False, indent=2))
+    else:
+        print_view(view)
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command()
+@config_option
+def upgrade(config_path: Path) -> None:
+    """Apply the database migrations (safe to run again)."""
+    config = load(config_path)
+    database = open_database(config, check=False)
+    before, after = database.upgrade()
+    if before == after:
+        click.echo(f"{database.safe_url}: already at revision {after}")
+    else:
+        click.echo(f"{database.safe_url}: upgraded {before or '(empty)'} -> {after}")
+
+
+@db.command()
+@config_option
+def current(config_path: Path) -> None:
+    """Print the database's schema revision and the one this code needs."""
+    config = load(config_path)
+    database = open_database(config, check=False)
+    click.echo(f"current: {database.current_revision() or '(empty)'}")
+    click.echo(f"head:    {database.head_revision()}")
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def ok(self, what: str, detail: str = "") -> None:
+        click.echo(click.style("  ok    ", fg="green") + what + (f": {detail}" if detail else ""))
+
+    def bad(self, what: str, advice: str) -> None:
+        self.failed += 1
+        click.echo(click.style("  FAIL  ", fg="red") + what)
+        click.echo(f"        -> {advice}")
+
+    def warn(self, what: str, advice: str) -> None:
+        click.echo(click.style("  warn  ", fg="yellow") + what)
+        click.echo(f"        -> {advice}")
+
+
+def describe_gguf(path: Path) -> str:
+    """Architecture, size and context length from the GGUF header, without loading weights."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+
+    def field(name: str) -> Any:
+        item = reader.fields.get(name)
+        if item is None:
+            return None
+        value = item.contents()
+        return value
+
+    arch = field("general.architecture") or "?"
+    name = field("general.name") or path.name
+    context = field(f"{arch}.context_length")
+    layers = field(f"{arch}.block_count")
+    size_mb = path.stat().st_size / 2**20
+    return f"{name} ({arch}, {layers} layers, trained context {context}, {size_mb:.0f} MiB)"
+
+
+@main.command()
+@config_option
+def doctor(config_path: Path) -> None:
+    """Check the config, database, model, prompts and port, with advice for each problem."""
+    checks = Checks()
+    click.echo(f"huixiangdou-bot doctor ({config_path})")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        checks.bad("bot.yaml", str(exc))
+        sys.exit(EXIT_CONFIG)
+    checks.ok("bot.yaml", f"pipeline: {' -> '.join(config.pipeline)}")
+
+    checks.ok("python", sys.version.split()[0])
+
+    work = config.work_dir
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / f".doctor-{uuid.uuid4().hex}"
+        probe.write_text("ok")
+        probe.unlink()
+        free_gb = shutil.disk_usage(work).free / 2**30
+        checks.ok("work dir", f"{work} ({free_gb:.1f} GiB free)")
+    except OSError as exc:
+        checks.bad("work dir", f"{work} is not writable ({exc}): fix bot.work_dir")
+
+    from bot.storage.db import Database, SchemaError
+
+    try:
+        database = Database(config.database_url)
+        database.check_schema()
+        checks.ok("database", f"{database.safe_url} at revision {database.current_revision()}")
+    except SchemaError as exc:
+        checks.bad("database schema", str(exc))
+    except Exception as exc:
+        checks.bad("database", f"cannot open {config.database.url}: {exc}")
+
+    from bot.llm.llama_cpp import ModelError, resolve_model_path
+
+    try:
+        model_path = resolve_model_path(config.llm)
+        checks.ok("model file", describe_gguf(model_path))
+    except ModelError as exc:
+        checks.bad("model file", str(exc))
+    except Exception as exc:
+        checks.bad("model file", f"not a readable GGUF file: {exc}")
+    try:
+        import llama_cpp
+
+        checks.ok("llama-cpp-python", llama_cpp.__version__)
+    except ImportError as exc:
+        checks.bad("llama-cpp-python", f"cannot import ({exc}): run 'make install'")
+
+    from bot.pipeline import build_pipelines
+    from bot.prompts import PromptError, Prompts
+    from bot.services import Services
+
+    try:
+        prompts = Prompts(config.prompts.dir)
+        services = Services(config=config, prompts=prompts, llm=_NoModel())
+        pipelines = build_pipelines(services)
+        for pipeline in pipelines.values():
+            asyncio.run(pipeline.warm_up())
+        checks.ok("pipeline and prompts", f"{len(pipelines)} pipeline(s) built, templates check")
+    except (ConfigError, PromptError) as exc:
+        checks.bad("pipeline and prompts", str(exc))
+
+    host, port = config.server.host, config.server.port
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            checks.ok("server port", f"{host}:{port} is free")
+        except OSError as exc:
+            checks.warn(
+                f"server port {host}:{port}",
+                f"cannot bind ({exc.strerror}): is the bot already running? "
+                "Otherwise change server.port",
+            )
+
+    if checks.failed:
+        click.secho(f"{checks.failed} problem(s) found", fg="red")
+        sys.exit(1)
+    click.secho("all checks passed", fg="green")
+
+
+class _NoModel:
+    """Stands in for the chat model when doctor builds the pipeline without loading weights."""
+
+    name = "not loaded"
+
+    async def warm_up(self) -> None:
+        return None
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("doctor does not run the model")
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("doctor does not run the model")
+
+    async def close(self) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    main()

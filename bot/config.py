@@ -1,0 +1,225 @@
+"""`bot.yaml`, parsed once into typed settings.
+
+Every section is a pydantic model with ``extra="forbid"``, so a typo in a key is an error at
+start-up rather than a setting that silently does nothing. Strings may use ``${ENV_VAR}`` (or
+``${ENV_VAR:-default}``) so secrets stay out of the file; secret fields are ``SecretStr`` and print
+as ``**********``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATH = Path("bot.yaml")
+
+
+class ConfigError(Exception):
+    """A problem with bot.yaml, worded for the admin who has to fix it."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotSettings(Section):
+    name: str = "HuixiangDou"
+    work_dir: Path = Path("work")
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///{work_dir}/bot.db"
+
+
+class QueueSettings(Section):
+    max_concurrent_conversations: int = Field(8, ge=1)
+    max_pending_per_conversation: int = Field(100, ge=1)
+    debounce_seconds: float = Field(1.0, ge=0)
+    resume_max_age_minutes: float = Field(30, ge=0)
+
+
+class OutboxSettings(Section):
+    send_attempts: int = Field(4, ge=1)
+    retry_initial_seconds: float = Field(1.0, ge=0)
+    retry_max_seconds: float = Field(30.0, ge=0)
+
+
+class LLMSettings(Section):
+    backend: Literal["llama_cpp"] = "llama_cpp"
+    model_path: Path | None = None
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = 0
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.2, ge=0, le=2)
+    repeat_penalty: float = Field(1.1, ge=0)
+    seed: int = 42
+
+
+class PromptSettings(Section):
+    dir: Path | None = None
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+
+
+class PlaygroundSettings(Section):
+    enabled: bool = True
+    wait_seconds: float = Field(120, ge=0)
+
+
+class AdapterSettings(Section):
+    playground: PlaygroundSettings = PlaygroundSettings()
+
+
+class GroupSettings(Section):
+    topic: str | None = None
+    pipeline: list[str] | None = None
+    require_mention: bool = False
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(Section):
+    bot: BotSettings = BotSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    queue: QueueSettings = QueueSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    pipeline: list[str] = Field(default_factory=lambda: ["normalize", "generate"])
+    middleware: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    llm: LLMSettings = LLMSettings()
+    prompts: PromptSettings = PromptSettings()
+    server: ServerSettings = ServerSettings()
+    adapters: AdapterSettings = AdapterSettings()
+    groups: dict[str, GroupSettings] = Field(default_factory=dict)
+    logging: LoggingSettings = LoggingSettings()
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("the pipeline needs at least one middleware")
+        return value
+
+    @property
+    def work_dir(self) -> Path:
+        return self.bot.work_dir
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url.replace("{work_dir}", str(self.work_dir))
+
+    def group(self, conversation_id: str) -> GroupSettings:
+        return self.groups.get(conversation_id, GroupSettings())
+
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: str, source: Path) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _interpolate(v, f"{path}.{k}" if path else str(k), source) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", source) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{source}: {path}: environment variable {name} is not set "
+                f"(export it, or write ${{{name}:-default}} to give a default)"
+            )
+
+        return _ENV_PATTERN.sub(replace, value)
+    return value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling against the commented bot.yaml)"
+    if kind == "missing":
+        return "required key is missing"
+    got = error.get("input")
+    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+    return f"{error['msg'].lower()}, got {shown}"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(source: Path | str, error: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for item in error.errors():
+        key = _key_path(tuple(prefix.split(".")) + item["loc"] if prefix else item["loc"])
+        lines.append(f"{source}: {key}: {_describe(dict(item))}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: Path) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    data = _interpolate(data, "", source)
+    base = source.parent
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+    # Relative paths in bot.yaml are relative to the file, not to wherever the daemon started.
+    bot = config.bot.model_copy(update={"work_dir": (base / config.bot.work_dir)})
+    llm = config.llm
+    if llm.model_path is not None:
+        llm = llm.model_copy(update={"model_path": base / llm.model_path})
+    prompts = config.prompts
+    if prompts.dir is not None:
+        prompts = prompts.model_copy(update={"dir": base / prompts.dir})
+    return config.model_copy(update={"bot": bot, "llm": llm, "prompts": prompts, "source": source})
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: file not found "
+            "(pass --config PATH, or run from the folder that holds bot.yaml)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
+    return parse_config(data, source.resolve())
+
+
+__all__ = ["Config", "ConfigError", "SecretStr", "load_config", "parse_config"]

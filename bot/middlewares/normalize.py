@@ -1,0 +1,54 @@
+"""Clean the question up before anything scores it; drop messages with nothing to answer."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.context import TurnContext
+from bot.language import detect_language
+from bot.message import Reply
+from bot.pipeline import BaseMiddleware, CallNext
+
+# Adapters leave mentions as "@name"; Feishu placeholders look like "@_user_1".
+_MENTION = re.compile(r"(?<![\w.])@[\w\-.]+\s?")
+# A quoted earlier message pasted above the question, WeChat/WeCom style: 「name：text」 + dashes.
+_QUOTE = re.compile(r"^「[^」]*」\s*\n?-\s?-\s?-.*?\n", re.S)
+_SPACES = re.compile(r"[ \t\u3000]+")
+
+
+class NormalizeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_chars: int = Field(2, ge=1, description="shorter messages are dropped as empty")
+    max_chars: int = Field(4000, ge=16, description="longer ones are cut to this many characters")
+
+
+class Normalize(BaseMiddleware[NormalizeOptions]):
+    name = "normalize"
+    Options = NormalizeOptions
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        options = self.options
+        text = _QUOTE.sub("", ctx.question)
+        text = _MENTION.sub(" ", text)
+        lines = [_SPACES.sub(" ", line).strip() for line in text.splitlines()]
+        text = "\n".join(line for line in lines if line)
+        truncated = len(text) > options.max_chars
+        text = text[: options.max_chars]
+        ctx.language = detect_language(text)
+        ctx.record(
+            language=ctx.language,
+            chars=len(text),
+            merged=len(ctx.merged_message_ids),
+            truncated=truncated,
+        )
+        if len(text) < options.min_chars:
+            kind = ctx.message.raw.get("message_type", "")
+            return ctx.ignore("empty", kind=kind or "text")
+        ctx.question = text
+        message = ctx.message
+        in_group = message.conversation_type == "group"
+        if ctx.group.require_mention and in_group and not message.mentioned_bot:
+            return ctx.ignore("not-mentioned", require_mention=True)
+        return await call_next(ctx)

@@ -1,0 +1,215 @@
+"""The middleware onion: built once from the names in bot.yaml, run once per message.
+
+A middleware is any object with a ``name`` and ``async __call__(ctx, call_next)``. It stops the
+message by returning without calling ``call_next`` (usually ``return ctx.ignore("reason")``), or
+enriches ``ctx`` and passes it on. Each call is wrapped so that its verdict, score, threshold
+and own time (excluding the middlewares inside it) land in ``ctx.trace``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.config import ConfigError, format_validation_error
+from bot.context import TraceStep, TurnContext
+from bot.message import Reply
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+CallNext = Callable[[TurnContext], Awaitable[Reply | None]]
+
+BUILTIN_MIDDLEWARES: dict[str, str] = {
+    "normalize": "bot.middlewares.normalize:Normalize",
+    "generate": "bot.middlewares.generate:Generate",
+}
+
+
+@runtime_checkable
+class Middleware(Protocol):
+    name: str
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None: ...
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class BaseMiddleware(Generic[OptionsT]):
+    """Convenience base: typed options from ``middleware.<name>`` in bot.yaml, and services.
+
+    Subclasses set ``name`` and, if they take settings, an ``Options`` pydantic model.
+    """
+
+    name: ClassVar[str] = "middleware"
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, services: Services, options: OptionsT) -> None:
+        self.services = services
+        self.options = options
+
+    async def warm_up(self) -> None:
+        """Load what the middleware needs before the first message (models, indexes)."""
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        raise NotImplementedError
+
+
+def import_object(spec: str) -> Any:
+    """Import ``package.module:Attribute``."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ImportError(f"{spec!r} is not of the form 'package.module:Name'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ImportError(f"module {module_name!r} has no attribute {attribute!r}") from None
+
+
+def load_middleware(
+    name: str, services: Services, raw_options: dict[str, Any], where: str
+) -> Middleware:
+    """Build one middleware from its bot.yaml name: a built-in short name or a dotted path."""
+    source = services.config.source or "bot.yaml"
+    spec = BUILTIN_MIDDLEWARES.get(name, name)
+    if ":" not in spec:
+        known = ", ".join(sorted(BUILTIN_MIDDLEWARES))
+        raise ConfigError(
+            f"{source}: {where}: unknown middleware {name!r} "
+            f"(built-ins: {known}; a third-party one is named 'package.module:Class')"
+        )
+    try:
+        factory = import_object(spec)
+    except ImportError as exc:
+        raise ConfigError(f"{source}: {where}: cannot load middleware {name!r}: {exc}") from None
+    options_model: type[BaseModel] = getattr(factory, "Options", NoOptions)
+    try:
+        options = options_model.model_validate(raw_options)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(source, exc, prefix=f"middleware.{name}")
+        ) from None
+    middleware = factory(services, options)
+    if not isinstance(middleware, Middleware):
+        raise ConfigError(
+            f"{source}: {where}: {spec} does not build a middleware "
+            "(it needs a 'name' and 'async __call__(ctx, call_next)')"
+        )
+    return middleware
+
+
+async def _finish(ctx: TurnContext) -> Reply | None:
+    """The centre of the onion: turn what the middlewares produced into a reply, or silence."""
+    if ctx.decision is not None:
+        return None
+    if not ctx.answer or not ctx.answer.strip():
+        ctx.decision = "ignored: no-answer"
+        return None
+    ctx.decision = "answered"
+    return Reply(text=ctx.answer.strip(), references=tuple(ctx.references))
+
+
+async def _traced(middleware: Middleware, call_next: CallNext, ctx: TurnContext) -> Reply | None:
+    step = TraceStep(name=middleware.name, verdict="stopped")
+    ctx.trace.append(step)
+    ctx._open_steps.append(step)
+    inner_seconds = 0.0
+
+    async def timed_next(next_ctx: TurnContext) -> Reply | None:
+        nonlocal inner_seconds
+        if step.verdict == "stopped":
+            step.verdict = "pass"
+        ctx._open_steps.append(_PAUSED)
+        started = time.perf_counter()
+        try:
+            return await call_next(next_ctx)
+        finally:
+            inner_seconds += time.perf_counter() - started
+            ctx._open_steps.pop()
+
+    started = time.perf_counter()
+    try:
+        return await middleware(ctx, timed_next)
+    except Exception as exc:
+        if step.verdict in ("stopped", "pass"):
+            step.verdict = f"error: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        step.ms = round((time.perf_counter() - started - inner_seconds) * 1000, 3)
+        ctx._open_steps.pop()
+
+
+# While inner middlewares run, ``ctx.step`` must not point at the outer one.
+_PAUSED = TraceStep(name="(inner)")
+
+
+class Pipeline:
+    """An ordered, immutable chain of middlewares."""
+
+    def __init__(self, middlewares: list[Middleware]) -> None:
+        self.middlewares = list(middlewares)
+        handler: CallNext = _finish
+        for middleware in reversed(self.middlewares):
+            handler = functools.partial(_traced, middleware, handler)
+        self._handler = handler
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.middlewares]
+
+    async def warm_up(self) -> None:
+        for middleware in self.middlewares:
+            warm_up = getattr(middleware, "warm_up", None)
+            if warm_up is not None:
+                await warm_up()
+
+    async def run(self, ctx: TurnContext) -> Reply | None:
+        return await self._handler(ctx)
+
+
+def build_pipelines(services: Services) -> dict[str, Pipeline]:
+    """The default pipeline (key ``""``) and one per group that overrides it, built once."""
+    config = services.config
+    source = config.source or "bot.yaml"
+    used = set(config.pipeline)
+    for group in config.groups.values():
+        used.update(group.pipeline or [])
+    unknown = sorted(set(config.middleware) - used)
+    if unknown:
+        raise ConfigError(
+            f"{source}: middleware.{unknown[0]}: settings for a middleware that is in no "
+            "pipeline (add it to 'pipeline' or remove these settings)"
+        )
+    built: dict[tuple[str, ...], Pipeline] = {}
+
+    def build(names: list[str], where: str) -> Pipeline:
+        key = tuple(names)
+        if key not in built:
+            built[key] = Pipeline(
+                [
+                    load_middleware(
+                        name, services, config.middleware.get(name, {}), f"{where}[{i}]"
+                    )
+                    for i, name in enumerate(names)
+                ]
+            )
+        return built[key]
+
+    pipelines = {"": build(config.pipeline, "pipeline")}
+    for conversation_id, group in config.groups.items():
+        if group.pipeline:
+            pipelines[conversation_id] = build(
+                group.pipeline, f"groups.{conversation_id}.pipeline"
+            )
+    return pipelines

@@ -1,0 +1,42 @@
+"""Long-lived things the middlewares share, built once from the config and passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.config import Config
+from bot.llm.base import ChatModel
+from bot.message import utcnow
+from bot.prompts import Prompts
+
+
+@dataclass
+class Services:
+    config: Config
+    prompts: Prompts
+    llm: ChatModel
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    async def warm_up(self) -> None:
+        await self.llm.warm_up()
+
+    async def close(self) -> None:
+        await self.llm.close()
+
+
+def build_chat_model(config: Config) -> ChatModel:
+    if config.llm.backend == "llama_cpp":
+        from bot.llm.llama_cpp import LlamaCppChatModel
+
+        return LlamaCppChatModel(config.llm)
+    raise ValueError(f"unknown llm.backend {config.llm.backend!r}")
+
+
+def build_services(config: Config, llm: ChatModel | None = None) -> Services:
+    return Services(
+        config=config,
+        prompts=Prompts(config.prompts.dir),
+        llm=llm if llm is not None else build_chat_model(config),
+    )

@@ -1,0 +1,1 @@
+"""SQLAlchemy models, the database handle and narrow repository functions."""

@@ -1,0 +1,121 @@
+"""The tables. Alembic migrations in migrations/ must match these (a test checks)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from bot.message import utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes, also on SQLite (which drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            from datetime import UTC
+
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MessageStatus:
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    REPLYING = "replying"
+    ANSWERED = "answered"
+    IGNORED = "ignored"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    UNFINISHED = (RECEIVED, PROCESSING, REPLYING)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("platform", "platform_conversation_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_conversation_id: Mapped[str] = mapped_column(String(255))
+    conversation_type: Mapped[str] = mapped_column(String(16), default="group")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    messages: Mapped[list[MessageRecord]] = relationship(back_populates="conversation")
+
+
+class MessageRecord(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("platform", "platform_message_id", name="uq_messages_platform_id"),
+        Index("ix_messages_status", "status"),
+        Index("ix_messages_conversation_received", "conversation_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_message_id: Mapped[str] = mapped_column(String(255))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    sender_id: Mapped[str] = mapped_column(String(255))
+    sender_name: Mapped[str] = mapped_column(String(255), default="")
+    text: Mapped[str] = mapped_column(Text)
+    mentioned_bot: Mapped[bool] = mapped_column(default=False)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.RECEIVED)
+    decision: Mapped[str | None] = mapped_column(Text, default=None)
+    trace: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), default=None)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    replies: Mapped[list[ReplyRecord]] = relationship(back_populates="message")
+
+
+class ReplyRecord(Base):
+    __tablename__ = "replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    references: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    platform_reply_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    message: Mapped[MessageRecord] = relationship(back_populates="replies")
+
+
+class Feedback(Base):
+    """A group member's reaction to a reply (thumbs up/down, a correction)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    reply_id: Mapped[int | None] = mapped_column(ForeignKey("replies.id"), default=None)
+    user_id: Mapped[str] = mapped_column(String(255))
+    rating: Mapped[int] = mapped_column(default=0)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

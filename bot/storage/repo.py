@@ -1,0 +1,267 @@
+"""Narrow repository functions. Each takes a session first so `Database.run` can call it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.message import Message, Reply, utcnow
+from bot.storage.models import Conversation, MessageRecord, MessageStatus, ReplyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The inbox's answer: the message's database id, and whether it was already there."""
+
+    id: int
+    duplicate: bool
+
+
+def _conversation(session: Session, message: Message) -> Conversation:
+    found = session.scalar(
+        select(Conversation).where(
+            Conversation.platform == message.platform,
+            Conversation.platform_conversation_id == message.conversation_id,
+        )
+    )
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            conversation = Conversation(
+                platform=message.platform,
+                platform_conversation_id=message.conversation_id,
+                conversation_type=message.conversation_type,
+            )
+            session.add(conversation)
+        return conversation
+    except IntegrityError:  # created by another worker in the meantime
+        return session.scalars(
+            select(Conversation).where(
+                Conversation.platform == message.platform,
+                Conversation.platform_conversation_id == message.conversation_id,
+            )
+        ).one()
+
+
+def _existing_id(session: Session, message: Message) -> int | None:
+    return session.scalar(
+        select(MessageRecord.id).where(
+            MessageRecord.platform == message.platform,
+            MessageRecord.platform_message_id == message.platform_message_id,
+        )
+    )
+
+
+def insert_message(session: Session, message: Message) -> Stored:
+    """Persist a received message, or report the copy already stored (redelivery, restart)."""
+    existing = _existing_id(session, message)
+    if existing is not None:
+        return Stored(existing, duplicate=True)
+    conversation = _conversation(session, message)
+    record = MessageRecord(
+        platform=message.platform,
+        platform_message_id=message.platform_message_id,
+        conversation_id=conversation.id,
+        sender_id=message.sender_id,
+        sender_name=message.sender_name,
+        text=message.text,
+        mentioned_bot=message.mentioned_bot,
+        sent_at=message.sent_at,
+        raw=message.raw,
+        status=MessageStatus.RECEIVED,
+    )
+    try:
+        # The unique constraint is the real guard: two workers may race past the select above.
+        with session.begin_nested():
+            session.add(record)
+    except IntegrityError:
+        existing = _existing_id(session, message)
+        if existing is None:
+            raise
+        return Stored(existing, duplicate=True)
+    return Stored(record.id, duplicate=False)
+
+
+def to_message(record: MessageRecord) -> Message:
+    conversation = record.conversation
+    return Message(
+        platform=record.platform,
+        conversation_id=conversation.platform_conversation_id,
+        sender_id=record.sender_id,
+        sender_name=record.sender_name,
+        text=record.text,
+        platform_message_id=record.platform_message_id,
+        mentioned_bot=record.mentioned_bot,
+        conversation_type="p2p" if conversation.conversation_type == "p2p" else "group",
+        sent_at=record.sent_at,
+        raw=dict(record.raw or {}),
+    )
+
+
+def load_message(session: Session, message_id: int) -> Message:
+    return to_message(session.get_one(MessageRecord, message_id))
+
+
+def set_status(
+    session: Session,
+    message_ids: list[int],
+    status: str,
+    *,
+    decision: str | None = None,
+    trace: list[dict[str, Any]] | None = None,
+    merged_into_id: int | None = None,
+) -> None:
+    now = utcnow()
+    for record in session.scalars(select(MessageRecord).where(MessageRecord.id.in_(message_ids))):
+        record.status = status
+        record.updated_at = now
+        if decision is not None:
+            record.decision = decision
+        if trace is not None:
+            record.trace = trace
+        if merged_into_id is not None and record.id != merged_into_id:
+            record.merged_into_id = merged_into_id
+
+
+def add_reply(session: Session, message_id: int, reply: Reply) -> int:
+    data = reply.to_dict()
+    record = ReplyRecord(
+        message_id=message_id,
+        text=data["text"],
+        references=data["references"],
+        mentions=data["mentions"],
+    )
+    session.add(record)
+    session.flush()
+    return record.id
+
+
+def mark_reply(
+    session: Session,
+    reply_id: int,
+    *,
+    status: str,
+    attempts: int,
+    error: str | None = None,
+    platform_reply_id: str | None = None,
+) -> None:
+    record = session.get_one(ReplyRecord, reply_id)
+    record.status = status
+    record.attempts = attempts
+    record.error = error
+    if platform_reply_id is not None:
+        record.platform_reply_id = platform_reply_id
+    if status == "sent":
+        record.sent_at = utcnow()
+
+
+def store_reply(
+    session: Session, message_id: int, reply: Reply, decision: str, trace: list[dict[str, Any]]
+) -> int:
+    """Persist the reply and mark its message as being replied to, in one transaction."""
+    reply_id = add_reply(session, message_id, reply)
+    set_status(session, [message_id], MessageStatus.REPLYING, decision=decision, trace=trace)
+    return reply_id
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    id: int
+    platform: str
+    status: str
+    received_at: datetime
+    conversation_key: str
+    sender_id: str
+    pending_reply_id: int | None
+
+
+def unfinished_messages(session: Session) -> list[Unfinished]:
+    """Messages a crash or stop left half-done, oldest first."""
+    records = session.scalars(
+        select(MessageRecord)
+        .where(MessageRecord.status.in_(MessageStatus.UNFINISHED))
+        .order_by(MessageRecord.id)
+    ).all()
+    result = []
+    for record in records:
+        pending = next((r.id for r in record.replies if r.status == "pending"), None)
+        result.append(
+            Unfinished(
+                id=record.id,
+                platform=record.platform,
+                status=record.status,
+                received_at=record.received_at,
+                conversation_key=f"{record.platform}:{record.conversation.platform_conversation_id}",
+                sender_id=record.sender_id,
+                pending_reply_id=pending,
+            )
+        )
+    return result
+
+
+def load_reply(session: Session, reply_id: int) -> Reply:
+    record = session.get_one(ReplyRecord, reply_id)
+    return Reply.from_dict(
+        {"text": record.text, "references": record.references, "mentions": record.mentions}
+    )
+
+
+def recent_history(
+    session: Session, message_id: int, limit: int
+) -> list[tuple[str, str, str | None]]:
+    """The ``limit`` messages before this one in its conversation: (sender, text, reply)."""
+    record = session.get_one(MessageRecord, message_id)
+    earlier = session.scalars(
+        select(MessageRecord)
+        .where(
+            MessageRecord.conversation_id == record.conversation_id,
+            MessageRecord.id < message_id,
+            MessageRecord.merged_into_id.is_(None),
+        )
+        .order_by(MessageRecord.id.desc())
+        .limit(limit)
+    ).all()
+    turns = []
+    for item in reversed(earlier):
+        sent = next((r.text for r in item.replies if r.status == "sent"), None)
+        turns.append((item.sender_name or item.sender_id, item.text, sent))
+    return turns
+
+
+def message_view(session: Session, message_id: int) -> dict[str, Any] | None:
+    """Everything an admin wants to know about one message, as plain data."""
+    record = session.get(MessageRecord, message_id)
+    if record is None:
+        return None
+    reply = next((r for r in record.replies), None)
+    return {
+        "id": record.id,
+        "platform": record.platform,
+        "platform_message_id": record.platform_message_id,
+        "conversation_id": record.conversation.platform_conversation_id,
+        "sender_id": record.sender_id,
+        "sender_name": record.sender_name,
+        "text": record.text,
+        "mentioned_bot": record.mentioned_bot,
+        "received_at": record.received_at.isoformat(),
+        "status": record.status,
+        "decision": record.decision,
+        "merged_into_id": record.merged_into_id,
+        "trace": record.trace or [],
+        "reply": None
+        if reply is None
+        else {
+            "id": reply.id,
+            "text": reply.text,
+            "references": reply.references,
+            "status": reply.status,
+            "attempts": reply.attempts,
+            "error": reply.error,
+        },
+    }

@@ -1,0 +1,1 @@
+"""The knowledge base: loading, chunking, embedding, vector store, calibration."""
