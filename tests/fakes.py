@@ -1,0 +1,74 @@
+"""Test doubles for the edges only: messages as adapters would build them, and a scripted chat
+model (the real llama.cpp path has its own tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from bot.llm.base import ChatMessage, Completion
+from bot.message import Message
+
+_ids = itertools.count(1)
+
+
+def make_message(**overrides: Any) -> Message:
+    fields: dict[str, Any] = {
+        "platform": "playground",
+        "conversation_id": "group-1",
+        "sender_id": "alice",
+        "sender_name": "Alice",
+        "text": "How do I install mmdetection?",
+        "platform_message_id": f"m-{next(_ids)}",
+    }
+    fields.update(overrides)
+    return Message(**fields)
+
+
+Script = str | Callable[[list[ChatMessage]], str]
+
+
+class ScriptedChatModel:
+    """Answers from a script: a fixed string, a list consumed in order, or a function of the
+    prompt. Records every prompt it was given; ``delay`` simulates a slow model."""
+
+    name = "scripted"
+
+    def __init__(self, script: Script | list[Script] = "scripted answer", delay: float = 0.0):
+        self._script = script
+        self._queue = list(script) if isinstance(script, list) else None
+        self.delay = delay
+        self.calls: list[list[ChatMessage]] = []
+        self.warmed_up = False
+
+    def _answer(self, messages: list[ChatMessage]) -> str:
+        script: Script
+        if self._queue is not None:
+            if not self._queue:
+                raise AssertionError("the scripted model ran out of answers")
+            script = self._queue.pop(0)
+        else:
+            script = self._script  # type: ignore[assignment]
+        return script(messages) if callable(script) else script
+
+    async def warm_up(self) -> None:
+        self.warmed_up = True
+
+    async def complete(self, messages: list[ChatMessage], **kwargs: Any) -> Completion:
+        self.calls.append(messages)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        text = self._answer(messages)
+        return Completion(
+            text=text, prompt_tokens=10, completion_tokens=len(text.split()), model=self.name
+        )
+
+    async def stream(self, messages: list[ChatMessage], **kwargs: Any) -> AsyncIterator[str]:
+        completion = await self.complete(messages, **kwargs)
+        for word in completion.text.split(" "):
+            yield word + " "
+
+    async def close(self) -> None:
+        return None
