@@ -54,15 +54,21 @@ def load(config_path: Path, *, daemon: bool = False) -> Config:
 
 
 def open_database(config: Config, *, check: bool = True) -> Any:
-    from bot.storage.db import Database, SchemaError
+    from bot.storage.db import Database
 
     database = Database(config.database_url)
     if check:
-        try:
-            database.check_schema()
-        except SchemaError as exc:
-            fail(str(exc))
+        check_schema(database)
     return database
+
+
+def check_schema(database: Any) -> None:
+    from bot.storage.db import SchemaError
+
+    try:
+        database.check_schema()
+    except SchemaError as exc:
+        fail(str(exc))
 
 
 def startup_guard(fn: Callable[[], Any]) -> Any:
@@ -182,10 +188,11 @@ def ask(
     config = config.model_copy(
         update={"queue": config.queue.model_copy(update={"debounce_seconds": 0.0})}
     )
-    database = open_database(config)
+    database = open_database(config, check=False)
+    bot = startup_guard(lambda: Bot(build_services(config), database, [ConsoleAdapter()]))
+    check_schema(database)
 
     async def go() -> dict[str, Any] | None:
-        bot = Bot(build_services(config), database, [ConsoleAdapter()])
         await bot.start(recover=False)
         try:
             stored = await bot.receive(
@@ -274,6 +281,7 @@ def current(config_path: Path) -> None:
 class Checks:
     def __init__(self) -> None:
         self.failed = 0
+        self.config_errors = 0
 
     def ok(self, what: str, detail: str = "") -> None:
         click.echo(click.style("  ok    ", fg="green") + what + (f": {detail}" if detail else ""))
@@ -373,8 +381,11 @@ def doctor(config_path: Path) -> None:
         for pipeline in pipelines.values():
             asyncio.run(pipeline.warm_up())
         checks.ok("pipeline and prompts", f"{len(pipelines)} pipeline(s) built, templates check")
-    except (ConfigError, PromptError) as exc:
-        checks.bad("pipeline and prompts", str(exc))
+    except ConfigError as exc:
+        checks.config_errors += 1
+        checks.bad("pipeline", str(exc))
+    except PromptError as exc:
+        checks.bad("prompts", str(exc))
 
     host, port = config.server.host, config.server.port
     with socket.socket() as sock:
@@ -391,7 +402,7 @@ def doctor(config_path: Path) -> None:
 
     if checks.failed:
         click.secho(f"{checks.failed} problem(s) found", fg="red")
-        sys.exit(1)
+        sys.exit(EXIT_CONFIG if checks.config_errors else 1)
     click.secho("all checks passed", fg="green")
 
 

@@ -19,7 +19,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from adapters.base import Adapter, Delivery, SendError
@@ -254,8 +254,8 @@ class Bot:
         else:
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(settings.send_attempts),
-                wait=wait_exponential_jitter(
-                    settings.retry_initial_seconds, settings.retry_max_seconds
+                wait=wait_random_exponential(
+                    multiplier=settings.retry_initial_seconds, max=settings.retry_max_seconds
                 ),
                 retry=retry_if_exception(_retryable),
                 reraise=True,

@@ -77,10 +77,12 @@ def import_object(spec: str) -> Any:
         raise ImportError(f"module {module_name!r} has no attribute {attribute!r}") from None
 
 
-def load_middleware(
-    name: str, services: Services, raw_options: dict[str, Any], where: str
-) -> Middleware:
-    """Build one middleware from its bot.yaml name: a built-in short name or a dotted path."""
+def load_middleware(name: str, services: Services, where: str) -> Middleware:
+    """Build one middleware from its bot.yaml name: a built-in short name or a dotted path.
+
+    Its settings come from ``middleware.<entry>`` in bot.yaml, where the entry is the name as
+    written in the pipeline or the middleware's own short ``name`` (handy for dotted paths).
+    """
     source = services.config.source or "bot.yaml"
     spec = BUILTIN_MIDDLEWARES.get(name, name)
     if ":" not in spec:
@@ -94,11 +96,15 @@ def load_middleware(
     except ImportError as exc:
         raise ConfigError(f"{source}: {where}: cannot load middleware {name!r}: {exc}") from None
     options_model: type[BaseModel] = getattr(factory, "Options", NoOptions)
+    settings = services.config.middleware
+    short_name = getattr(factory, "name", name)
+    key = name if name in settings else short_name
+    raw_options = settings.get(key, {})
     try:
         options = options_model.model_validate(raw_options)
     except ValidationError as exc:
         raise ConfigError(
-            format_validation_error(source, exc, prefix=f"middleware.{name}")
+            format_validation_error(source, exc, prefix=f"middleware.{key}")
         ) from None
     middleware = factory(services, options)
     if not isinstance(middleware, Middleware):
@@ -181,35 +187,27 @@ class Pipeline:
 def build_pipelines(services: Services) -> dict[str, Pipeline]:
     """The default pipeline (key ``""``) and one per group that overrides it, built once."""
     config = services.config
-    source = config.source or "bot.yaml"
-    used = set(config.pipeline)
-    for group in config.groups.values():
-        used.update(group.pipeline or [])
-    unknown = sorted(set(config.middleware) - used)
-    if unknown:
-        raise ConfigError(
-            f"{source}: middleware.{unknown[0]}: settings for a middleware that is in no "
-            "pipeline (add it to 'pipeline' or remove these settings)"
-        )
     built: dict[tuple[str, ...], Pipeline] = {}
 
     def build(names: list[str], where: str) -> Pipeline:
         key = tuple(names)
         if key not in built:
             built[key] = Pipeline(
-                [
-                    load_middleware(
-                        name, services, config.middleware.get(name, {}), f"{where}[{i}]"
-                    )
-                    for i, name in enumerate(names)
-                ]
+                [load_middleware(name, services, f"{where}[{i}]") for i, name in enumerate(names)]
             )
         return built[key]
 
     pipelines = {"": build(config.pipeline, "pipeline")}
     for conversation_id, group in config.groups.items():
         if group.pipeline:
-            pipelines[conversation_id] = build(
-                group.pipeline, f"groups.{conversation_id}.pipeline"
-            )
+            where = f"groups.{conversation_id}.pipeline"
+            pipelines[conversation_id] = build(group.pipeline, where)
+    used = {name for names in built for name in names}
+    used.update(m.name for pipeline in built.values() for m in pipeline.middlewares)
+    unknown = sorted(set(config.middleware) - used)
+    if unknown:
+        raise ConfigError(
+            f"{config.source or 'bot.yaml'}: middleware.{unknown[0]}: settings for a middleware "
+            "that is in no pipeline (add it to 'pipeline' or remove these settings)"
+        )
     return pipelines

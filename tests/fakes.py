@@ -72,3 +72,35 @@ class ScriptedChatModel:
 
     async def close(self) -> None:
         return None
+
+
+class RecordingAdapter:
+    """Stands in for an IM platform: records what the bot sent, and can fail on command
+    (``failures`` SendErrors first, retryable or not)."""
+
+    def __init__(self, name: str = "playground", failures: int = 0, retryable: bool = True):
+        self.name = name
+        self.failures = failures
+        self.retryable = retryable
+        self.sent: list[tuple[Any, Any]] = []
+        self.attempts = 0
+
+    @property
+    def routes(self) -> list[Any]:
+        return []
+
+    async def start(self, inbox: Any) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, delivery: Any, reply: Any) -> str | None:
+        from adapters.base import SendError
+
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise SendError("platform said no", retryable=self.retryable)
+        self.sent.append((delivery, reply))
+        return f"sent-{len(self.sent)}"

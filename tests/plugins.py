@@ -1,0 +1,59 @@
+"""Third-party-style middlewares for tests, loaded from bot.yaml by dotted path
+(``tests.plugins:Sleep``), exactly as an admin would load their own package's middleware."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.context import TurnContext
+from bot.message import Reply
+from bot.pipeline import BaseMiddleware, CallNext
+
+
+class SleepOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 60.0
+
+
+class Sleep(BaseMiddleware[SleepOptions]):
+    """Hangs, so a test can kill the daemon while a message is being processed."""
+
+    name = "sleep"
+    Options = SleepOptions
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        await asyncio.sleep(self.options.seconds)
+        return await call_next(ctx)
+
+
+class KeywordOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keyword: str = "?"
+    score: float = 0.5
+
+
+class RequireKeyword(BaseMiddleware[KeywordOptions]):
+    """Passes messages containing the keyword; the rest are ignored as chitchat."""
+
+    name = "require_keyword"
+    Options = KeywordOptions
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        if self.options.keyword not in ctx.question:
+            return ctx.ignore("chitchat", score=0.0, threshold=self.options.score)
+        ctx.record(score=1.0, threshold=self.options.score, keyword=self.options.keyword)
+        return await call_next(ctx)
+
+
+class Boom(BaseMiddleware[BaseModel]):
+    name = "boom"
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        raise ValueError("middleware exploded")
+
+
+class NotAMiddleware:
+    def __init__(self, services: object, options: object) -> None:
+        pass
