@@ -71,7 +71,7 @@ class Bot:
             max_pending=settings.max_pending_per_conversation,
             debounce_seconds=settings.debounce_seconds,
         )
-        self._changed = asyncio.Condition()
+        self._done: dict[int, asyncio.Event] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._adapters_ready = asyncio.Event()
 
@@ -88,12 +88,18 @@ class Bot:
             await adapter.start(self)
         self._adapters_ready.set()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop receiving, give messages in flight a moment to finish, then cancel the rest
+        (they stay `processing` in the database and are resumed at the next start)."""
         for adapter in self.adapters.values():
             try:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop", adapter.name)
+        try:
+            await asyncio.wait_for(self.join(), grace_seconds)
+        except TimeoutError:
+            log.info("stopping with messages still in flight; they resume at the next start")
         await self.queues.close()
         for task in list(self._sending):
             task.cancel()
@@ -144,19 +150,14 @@ class Bot:
 
     async def wait_done(self, message_id: int, wait_seconds: float) -> dict[str, Any] | None:
         """The message's view once it is answered/ignored/failed, or as it is at the timeout."""
-        deadline = asyncio.get_running_loop().time() + wait_seconds
-        while True:
-            async with self._changed:
-                view = await self.message_view(message_id)
-                remaining = deadline - asyncio.get_running_loop().time()
-                if view is None or view["status"] in FINAL_STATUSES or remaining <= 0:
-                    return view
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        # Register before looking, so a decision made in between still wakes us.
+        event = self._done.setdefault(message_id, asyncio.Event())
+        view = await self.message_view(message_id)
+        if view is None or view["status"] in FINAL_STATUSES:
+            return view
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), wait_seconds)
+        return await self.message_view(message_id)
 
     # -- pipeline -----------------------------------------------------------------------------
 
@@ -228,7 +229,9 @@ class Bot:
             merged_into_id=merged_into_id,
         )
         metrics.MESSAGES_DECIDED.labels(status).inc(len(ids))
-        await self._notify()
+        for message_id in ids:
+            if (event := self._done.pop(message_id, None)) is not None:
+                event.set()
 
     # -- outbox -------------------------------------------------------------------------------
 
