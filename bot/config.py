@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from knowledge.gate.settings import RejectionSettings
+
 DEFAULT_CONFIG_PATH = Path("bot.yaml")
 
 
@@ -102,6 +104,7 @@ class Config(Section):
     adapters: AdapterSettings = AdapterSettings()
     groups: dict[str, GroupSettings] = Field(default_factory=dict)
     logging: LoggingSettings = LoggingSettings()
+    rejection: RejectionSettings = RejectionSettings()
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("pipeline")

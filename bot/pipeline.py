@@ -27,6 +27,8 @@ CallNext = Callable[[TurnContext], Awaitable[Reply | None]]
 
 BUILTIN_MIDDLEWARES: dict[str, str] = {
     "normalize": "bot.middlewares.normalize:Normalize",
+    "reject.embedding": "bot.middlewares.reject_embedding:RejectEmbedding",
+    "reject.llm": "bot.middlewares.reject_llm:RejectLLM",
     "generate": "bot.middlewares.generate:Generate",
 }
 
