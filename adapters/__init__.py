@@ -16,4 +16,9 @@ def build_adapters(config: Config) -> list[Adapter]:
         from adapters.playground import PlaygroundAdapter
 
         adapters.append(PlaygroundAdapter(config.adapters.playground))
+    feishu = config.adapters.feishu
+    if feishu is not None and feishu.enabled:
+        from adapters.feishu import FeishuAdapter
+
+        adapters.append(FeishuAdapter(feishu))
     return adapters

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from knowledge.gate.settings import RejectionSettings
 
@@ -77,8 +85,47 @@ class PlaygroundSettings(Section):
     wait_seconds: float = Field(120, ge=0)
 
 
+class FeishuSettings(Section):
+    """A Feishu/Lark self-built app (adapters/feishu.py). Defined here, not in the adapter,
+    so bot.yaml validates without importing lark-oapi."""
+
+    enabled: bool = True
+    app_id: str = Field(min_length=1)
+    app_secret: SecretStr
+    encrypt_key: SecretStr = SecretStr("")
+    verification_token: SecretStr = SecretStr("")
+    mode: Literal["websocket", "webhook"] = "websocket"
+    webhook_path: str = Field("/feishu/events", pattern=r"^/[\w\-./]*$")
+    domain: str = "https://open.feishu.cn"
+    replay_window_seconds: float = Field(300, gt=0)
+    reply_in_thread: bool = True
+    max_message_chars: int = Field(3500, ge=200, le=30000)
+    request_timeout_seconds: float = Field(10, gt=0)
+
+    @field_validator("domain")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not re.fullmatch(r"https?://[^/?#@\s]+", value):
+            raise ValueError("expected an origin such as https://open.feishu.cn (no path)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_keys(self) -> FeishuSettings:
+        if self.mode == "webhook" and not (
+            self.encrypt_key.get_secret_value() and self.verification_token.get_secret_value()
+        ):
+            raise ValueError(
+                "mode webhook needs encrypt_key and verification_token (Feishu developer "
+                "console > Events & Callbacks > Encryption Strategy): without them anyone who "
+                "finds the URL can post events"
+            )
+        return self
+
+
 class AdapterSettings(Section):
     playground: PlaygroundSettings = PlaygroundSettings()
+    feishu: FeishuSettings | None = None
 
 
 class GroupSettings(Section):

@@ -1,0 +1,513 @@
+"""Feishu / Lark through lark-oapi: group and p2p messages in, threaded `post` replies out.
+
+Receiving, in one of two modes (``adapters.feishu.mode``):
+
+- ``websocket`` (default, no public URL): ``lark.ws.Client`` in a thread of its own; the SDK
+  acks each event frame after our handler returns.
+- ``webhook``: ``EventDispatcherHandler.do`` (synchronous: decryption, token and signature
+  checks) runs in a worker thread behind a Starlette route, with a timestamp replay window in
+  front of it, which the SDK lacks.
+
+Either way the handler runs on an SDK thread: it hands the Message to the core's event loop
+and waits only until the inbox has stored it (milliseconds), so the platform gets its ack
+long before any answer exists, and a message is never acked before it is safe. The inbox's
+unique key (platform + message_id) makes redelivery harmless; a small LRU of event ids spares
+the database the obvious repeats.
+
+Sending: ``lark.Client`` async calls (``areply`` under the question, in a thread in groups;
+``acreate`` when there is nothing to reply to), as `post` rich text with the citations, split
+into parts, each with a ``uuid`` derived from our ids so a retried send is not posted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import httpx
+import lark_oapi as lark
+import lark_oapi.ws.client as lark_ws_client
+import requests
+from lark_oapi.api.im.v1 import (
+    CreateMessageRequest,
+    CreateMessageRequestBody,
+    P2ImMessageReceiveV1,
+    ReplyMessageRequest,
+    ReplyMessageRequestBody,
+)
+from lark_oapi.core.exception import ObtainAccessTokenException
+from lark_oapi.core.token import TokenManager
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from adapters.base import Adapter, Delivery, Inbox, SendError
+from adapters.feishu_format import (
+    RATE_LIMIT_CODES,
+    TOO_LONG_CODES,
+    Part,
+    Skipped,
+    parse_message_event,
+    plan_parts,
+    post_content,
+    split_part,
+)
+from bot.config import FeishuSettings
+from bot.message import Message, Reply
+
+log = logging.getLogger(__name__)
+
+BOT_INFO_URI = "/open-apis/bot/v3/info"
+# How long an SDK thread waits for the inbox to store an event before it gives up (the
+# platform then redelivers, and the inbox dedupes). Feishu wants its ack within 3 seconds.
+STORE_TIMEOUT_SECONDS = 2.5
+MAX_WEBHOOK_BODY = 1 << 20
+# Webhook handlers wait on the inbox, which stores through the default executor: they get a
+# pool of their own so a burst of callbacks cannot starve it.
+WEBHOOK_THREADS = 8
+SEEN_EVENTS = 4096
+KNOWN_TEXTS = 2048
+
+# The SDK's websocket client schedules everything on one module-level loop: only one of them
+# can run per process.
+_websocket_lock = threading.Lock()
+
+
+class FeishuError(Exception):
+    """The open API said no, with its code and message."""
+
+    def __init__(self, what: str, code: int | None, msg: str, status: int | None = None):
+        super().__init__(f"{what}: code {code}: {msg}" + (f" (HTTP {status})" if status else ""))
+        self.code = code
+        self.status = status
+
+
+class _Lru:
+    """A small thread-safe bounded mapping (SDK threads write, others read)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def put(self, key: str, value: str = "") -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def _recase(name: str) -> str:
+    """ASGI lower-cases header names; the SDK looks up 'X-Lark-Signature' and friends."""
+    return "-".join(word.capitalize() for word in name.split("-"))
+
+
+def _refuse(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"msg": reason}, status_code=status)
+
+
+class FeishuAdapter(Adapter):
+    name = "feishu"
+
+    def __init__(self, settings: FeishuSettings) -> None:
+        self.settings = settings
+        self.client = (
+            lark.Client.builder()
+            .app_id(settings.app_id)
+            .app_secret(settings.app_secret.get_secret_value())
+            .domain(settings.domain)
+            .timeout(settings.request_timeout_seconds)
+            .log_level(lark.LogLevel.WARNING)
+            .build()
+        )
+        self.dispatcher = (
+            lark.EventDispatcherHandler.builder(
+                settings.encrypt_key.get_secret_value(),
+                settings.verification_token.get_secret_value(),
+            )
+            .register_p2_im_message_receive_v1(self._on_message_event)
+            .build()
+        )
+        self.bot_open_id: str | None = None
+        self.bot_name = ""
+        self._inbox: Inbox | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seen_events = _Lru(SEEN_EVENTS)
+        self._texts = _Lru(KNOWN_TEXTS)  # message id -> text, for quoted replies
+        self._request = threading.local()  # per webhook request: did storing fail?
+        self._websocket: _WebsocketThread | None = None
+        self._webhook_pool: ThreadPoolExecutor | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        if self.settings.mode != "webhook":
+            return []
+        return [Route(self.settings.webhook_path, self.webhook, methods=["POST"])]
+
+    async def start(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self._loop = asyncio.get_running_loop()
+        info = await self.bot_info()
+        self.bot_open_id = str(info.get("open_id") or "") or None
+        self.bot_name = str(info.get("app_name") or "")
+        if not self.bot_open_id:
+            log.warning("feishu: the bot info has no open_id: @-mentions will not be detected")
+        log.info(
+            "feishu: bot %r (%s) receiving by %s",
+            self.bot_name,
+            self.bot_open_id,
+            self.settings.mode,
+        )
+        if self.settings.mode == "webhook":
+            self._webhook_pool = ThreadPoolExecutor(WEBHOOK_THREADS, "feishu-webhook")
+        if self.settings.mode == "websocket":
+            self._websocket = _WebsocketThread(self.settings, self.dispatcher)
+            await asyncio.to_thread(self._websocket.start)
+
+    async def stop(self) -> None:
+        if self._websocket is not None:
+            await asyncio.to_thread(self._websocket.stop)
+            self._websocket = None
+        if self._webhook_pool is not None:
+            self._webhook_pool.shutdown(wait=False, cancel_futures=True)
+            self._webhook_pool = None
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _on_message_event(self, data: P2ImMessageReceiveV1) -> None:
+        """Called by the SDK on its own thread (websocket loop, or a webhook worker)."""
+        envelope = json.loads(lark.JSON.marshal(data) or "{}")
+        event_id = str((envelope.get("header") or {}).get("event_id") or "")
+        if event_id and event_id in self._seen_events:
+            log.debug("feishu: event %s seen already", event_id)
+            return
+        parsed = parse_message_event(envelope, self.bot_open_id, self._texts.get)
+        if isinstance(parsed, Skipped):
+            log.info("feishu: event %s skipped: %s", event_id or "?", parsed.reason)
+        else:
+            if parsed.text:
+                self._texts.put(parsed.platform_message_id, parsed.text)
+            self._store(parsed)
+        if event_id:
+            self._seen_events.put(event_id)
+
+    def _store(self, message: Message) -> None:
+        """Hand the message to the core's loop and wait until the inbox has persisted it."""
+        inbox, loop = self._inbox, self._loop
+        if inbox is None or loop is None:
+            raise RuntimeError("the feishu adapter has not been started")
+        future = asyncio.run_coroutine_threadsafe(inbox.receive(message), loop)
+        try:
+            stored = future.result(timeout=STORE_TIMEOUT_SECONDS)
+        except BaseException as exc:
+            future.cancel()
+            self._request.store_failed = True
+            log.error(
+                "feishu: message %s not stored (%s: %s); the platform will redeliver it",
+                message.platform_message_id,
+                type(exc).__name__,
+                exc,
+            )
+            if isinstance(exc, FutureTimeout):
+                raise TimeoutError("storing the message took too long") from None
+            raise
+        log.info(
+            "feishu: message %s in %s stored as #%d%s",
+            message.platform_message_id,
+            message.conversation_id,
+            stored.id,
+            " (duplicate)" if stored.duplicate else "",
+        )
+
+    async def webhook(self, request: Request) -> Response:
+        """Event callbacks in webhook mode. Refusals store nothing: 400 for a body that is not
+        JSON, 401 for a stale timestamp or anything the SDK refuses (token, key, signature),
+        503 when the inbox could not store the event (the platform retries)."""
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BODY:
+            return self._refused(request, 413, "body too large")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return self._refused(request, 400, "malformed body: not JSON")
+        if not isinstance(payload, dict):
+            return self._refused(request, 400, "malformed body: not a JSON object")
+        stamp = request.headers.get("x-lark-request-timestamp")
+        if stamp is not None:
+            problem = self._stale(stamp)
+            if problem:
+                return self._refused(request, 401, problem)
+        raw = lark.RawRequest()
+        raw.uri = request.url.path
+        raw.headers = {_recase(key): value for key, value in request.headers.items()}
+        raw.body = body
+        if self._webhook_pool is None:
+            return _refuse(503, "not started")
+        loop = asyncio.get_running_loop()
+        status, content = await loop.run_in_executor(
+            self._webhook_pool, self._dispatch_webhook, raw
+        )
+        if status == 200:
+            return Response(content, media_type="application/json")
+        if status == 503:
+            return _refuse(503, "could not store the event, retry later")
+        reason = _sdk_reason(content)
+        if reason.startswith("processor not found"):
+            # Authentic (checked before dispatch) but an event type we do not subscribe to.
+            return JSONResponse({"msg": "ignored"})
+        return self._refused(request, 401, f"refused: {reason}")
+
+    def _dispatch_webhook(self, raw: Any) -> tuple[int, bytes]:
+        self._request.store_failed = False
+        response = self.dispatcher.do(raw)
+        if response.status_code == 200:
+            return 200, response.content or b"{}"
+        if self._request.store_failed:
+            return 503, b""
+        return int(response.status_code or 500), response.content or b""
+
+    def _stale(self, stamp: str) -> str | None:
+        try:
+            sent = float(stamp)
+        except ValueError:
+            return "bad X-Lark-Request-Timestamp"
+        age = time.time() - sent
+        window = self.settings.replay_window_seconds
+        if abs(age) > window:
+            return f"stale request: timestamp {age:+.0f}s from now, outside the {window:g}s window"
+        return None
+
+    def _refused(self, request: Request, status: int, reason: str) -> JSONResponse:
+        client = request.client.host if request.client else "?"
+        log.warning("feishu webhook: refused a request from %s: %s", client, reason)
+        return _refuse(status, reason)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send(self, delivery: Delivery, reply: Reply) -> str | None:
+        """Post the reply as one or more `post` messages; the first one's id is returned."""
+        queue = [(str(i), part) for i, part in enumerate(plan_parts(reply, self.max_chars()))]
+        first_id: str | None = None
+        while queue:
+            path, part = queue.pop(0)
+            try:
+                sent_id = await self._send_part(delivery, part, path)
+            except FeishuError as exc:
+                if exc.code not in TOO_LONG_CODES:
+                    raise _send_error(exc) from None
+                pieces = split_part(part)
+                if len(pieces) < 2:
+                    raise SendError(
+                        f"feishu: {exc} (cannot split further)", retryable=False
+                    ) from None
+                log.info("feishu: part %s too long (%d chars): split in two", path, part.size())
+                queue[:0] = [(f"{path}.{i}", piece) for i, piece in enumerate(pieces)]
+                continue
+            first_id = first_id or sent_id
+            self._texts.put(sent_id, part.text)
+        return first_id
+
+    def max_chars(self) -> int:
+        return self.settings.max_message_chars
+
+    def _uuid(self, delivery: Delivery, path: str, content: str) -> str:
+        """Same message, same part, same content: same key, so Feishu drops a resend."""
+        seed = f"{delivery.in_reply_to}|{delivery.message_id}|{path}|{content}"
+        return "hxd-" + hashlib.sha256(seed.encode()).hexdigest()[:40]
+
+    async def _send_part(self, delivery: Delivery, part: Part, path: str) -> str:
+        content = json.dumps(post_content(part), ensure_ascii=False)
+        uuid = self._uuid(delivery, path, content)
+        await self._tenant_token()
+        try:
+            if delivery.in_reply_to:
+                in_thread = self.settings.reply_in_thread and delivery.conversation_type == "group"
+                reply_request = (
+                    ReplyMessageRequest.builder()
+                    .message_id(delivery.in_reply_to)
+                    .request_body(
+                        ReplyMessageRequestBody.builder()
+                        .msg_type("post")
+                        .content(content)
+                        .reply_in_thread(in_thread)
+                        .uuid(uuid)
+                        .build()
+                    )
+                    .build()
+                )
+                response: Any = await self.client.im.v1.message.areply(reply_request)
+                what = f"reply to {delivery.in_reply_to}"
+            else:
+                create_request = (
+                    CreateMessageRequest.builder()
+                    .receive_id_type("chat_id")
+                    .request_body(
+                        CreateMessageRequestBody.builder()
+                        .receive_id(delivery.conversation_id)
+                        .msg_type("post")
+                        .content(content)
+                        .uuid(uuid)
+                        .build()
+                    )
+                    .build()
+                )
+                response = await self.client.im.v1.message.acreate(create_request)
+                what = f"message to {delivery.conversation_id}"
+        except (httpx.HTTPError, ValueError) as exc:
+            # Transport failures, and answers that are not JSON (a proxy's error page).
+            raise SendError(f"feishu: {type(exc).__name__}: {exc}", retryable=True) from None
+        status = response.raw.status_code if response.raw is not None else None
+        if not response.success():
+            raise FeishuError(what, response.code, response.msg or "", status)
+        return str(response.data.message_id if response.data else "")
+
+    async def _tenant_token(self) -> None:
+        """Fetch (or find cached) the tenant token in a thread: the SDK's async calls fetch
+        it with blocking `requests` on the event loop otherwise."""
+        try:
+            await asyncio.to_thread(TokenManager.get_self_tenant_token, self.client.config)
+        except ObtainAccessTokenException as exc:
+            error = FeishuError("tenant access token", exc.code, exc.msg)
+            raise _send_error(error) from None
+        except requests.RequestException as exc:
+            raise SendError(f"feishu: tenant access token: {exc}", retryable=True) from None
+
+    async def bot_info(self) -> dict[str, Any]:
+        """GET /open-apis/bot/v3/info: the bot's open_id (for @-mentions) and name."""
+        try:
+            await self._tenant_token()
+            request = (
+                lark.BaseRequest.builder()
+                .http_method(lark.HttpMethod.GET)
+                .uri(BOT_INFO_URI)
+                .token_types({lark.AccessTokenType.TENANT})
+                .build()
+            )
+            response = await self.client.arequest(request)
+            body = json.loads(response.raw.content or b"{}")
+        except SendError as exc:
+            raise RuntimeError(
+                f"feishu: cannot reach the open API at {self._origin()}: {exc}"
+            ) from None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RuntimeError(
+                f"feishu: cannot get the bot info from {self._origin()}: {exc}"
+            ) from None
+        if body.get("code") != 0:
+            raise RuntimeError(
+                f"feishu: cannot get the bot info: code {body.get('code')}: {body.get('msg')} "
+                "(check app_id/app_secret, and that the app has the bot capability)"
+            )
+        return dict(body.get("bot") or {})
+
+    def _origin(self) -> str:
+        return self.settings.domain
+
+
+def _sdk_reason(content: bytes) -> str:
+    try:
+        return str(json.loads(content).get("msg") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _send_error(exc: FeishuError) -> SendError:
+    retryable = (
+        exc.code in RATE_LIMIT_CODES
+        or exc.status == 429
+        or (exc.status is not None and exc.status >= 500)
+    )
+    return SendError(f"feishu: {exc}", retryable=retryable)
+
+
+class _WebsocketThread:
+    """``lark.ws.Client.start()`` blocks forever on the loop the SDK module made at import
+    (the core's loop, if it was imported there). Give it a thread and a loop of its own, and
+    point the module's loop at it; stopping closes the socket and cancels its tasks."""
+
+    def __init__(self, settings: FeishuSettings, dispatcher: Any) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feishu-websocket", daemon=True)
+
+    def start(self) -> None:
+        if not _websocket_lock.acquire(blocking=False):
+            raise RuntimeError("feishu: only one websocket client can run in a process")
+        self._thread.start()
+        self._ready.wait(timeout=10)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        lark_ws_client.loop = loop
+        self.loop = loop
+        try:
+            self.client = lark.ws.Client(
+                self.settings.app_id,
+                self.settings.app_secret.get_secret_value(),
+                event_handler=self.dispatcher,
+                domain=self.settings.domain,
+                auto_reconnect=True,
+                log_level=lark.LogLevel.WARNING,
+            )
+            self.client.on_reconnecting = lambda: log.warning("feishu: websocket lost")
+            self.client.on_reconnected = lambda: log.info("feishu: websocket reconnected")
+            self._ready.set()
+            self.client.start()
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            log.error("feishu: the websocket client stopped: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._ready.set()
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+            _websocket_lock.release()
+
+    async def _shutdown(self) -> None:
+        client = self.client
+        if client is not None:
+            client._auto_reconnect = False  # the SDK has no public stop()
+            connection = client._conn
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), 2)
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def stop(self) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            log.warning("feishu: the websocket thread did not stop in time")
