@@ -59,16 +59,63 @@ class OutboxSettings(Section):
     retry_max_seconds: float = Field(30.0, ge=0)
 
 
+class RemoteLLMSettings(Section):
+    """An OpenAI-compatible chat server (bot/llm/openai_compatible.py)."""
+
+    base_url: str = "http://127.0.0.1:8080/v1"
+    api_key: SecretStr | None = None
+    model: str = ""
+    max_context: int = Field(32768, ge=512)
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    read_timeout_seconds: float = Field(60.0, gt=0)
+    attempts: int = Field(4, ge=1)
+    retry_initial_seconds: float = Field(1.0, ge=0)
+    retry_max_seconds: float = Field(20.0, ge=0)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    max_wait_seconds: float = Field(10.0, ge=0)
+    tokenizer: Path | None = None
+    score_extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http(s) URL such as https://api.deepseek.com/v1")
+        return value.rstrip("/")
+
+
+class RoutingSettings(Section):
+    """Which backend of a hybrid model gets which call (bot/llm/hybrid.py)."""
+
+    scores: Literal["local", "remote"] = "local"
+    answers: Literal["auto", "local", "remote"] = "auto"
+    local_max_prompt_tokens: int = Field(3072, ge=256)
+    fallback: bool = True
+
+
 class LLMSettings(Section):
-    backend: Literal["llama_cpp"] = "llama_cpp"
+    backend: Literal["llama_cpp", "openai", "hybrid"] = "llama_cpp"
     model_path: Path | None = None
-    n_ctx: int = Field(2048, ge=256)
+    tier: str = "cpu"
+    n_ctx: int | None = Field(None, ge=256)
     n_threads: int | None = Field(None, ge=1)
-    n_gpu_layers: int = 0
+    n_gpu_layers: int | None = None
+    kv_cache_type: Literal["auto", "f16", "q8_0", "q4_0"] = "auto"
+    n_batch: int | None = Field(None, ge=32)
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.2, ge=0, le=2)
     repeat_penalty: float = Field(1.1, ge=0)
     seed: int = 42
+    remote: RemoteLLMSettings = RemoteLLMSettings()
+    routing: RoutingSettings = RoutingSettings()
+
+    @field_validator("tier", mode="before")
+    @classmethod
+    def _known_tier(cls, value: Any) -> str:
+        from bot.llm.tiers import parse_tier
+
+        return parse_tier(value).name
 
 
 class PromptSettings(Section):
@@ -245,6 +292,9 @@ def parse_config(data: Any, source: Path) -> Config:
     llm = config.llm
     if llm.model_path is not None:
         llm = llm.model_copy(update={"model_path": base / llm.model_path})
+    if llm.remote.tokenizer is not None:
+        remote = llm.remote.model_copy(update={"tokenizer": base / llm.remote.tokenizer})
+        llm = llm.model_copy(update={"remote": remote})
     prompts = config.prompts
     if prompts.dir is not None:
         prompts = prompts.model_copy(update={"dir": base / prompts.dir})

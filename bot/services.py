@@ -27,11 +27,25 @@ class Services:
 
 
 def build_chat_model(config: Config) -> ChatModel:
-    if config.llm.backend == "llama_cpp":
-        from bot.llm.llama_cpp import LlamaCppChatModel
+    """The model for ``llm.backend``: a local GGUF, a remote OpenAI-compatible server, or both
+    behind hybrid routing. Nothing is loaded or connected until ``warm_up``."""
+    from bot.llm.llama_cpp import LlamaCppChatModel
+    from bot.llm.openai_compatible import OpenAICompatibleChatModel
 
-        return LlamaCppChatModel(config.llm)
-    raise ValueError(f"unknown llm.backend {config.llm.backend!r}")
+    settings = config.llm
+    if settings.backend == "llama_cpp":
+        return LlamaCppChatModel(settings)
+    if settings.backend == "openai":
+        return OpenAICompatibleChatModel(settings.remote, settings)
+    if settings.backend == "hybrid":
+        from bot.llm.hybrid import HybridChatModel
+
+        return HybridChatModel(
+            LlamaCppChatModel(settings),
+            OpenAICompatibleChatModel(settings.remote, settings),
+            settings.routing,
+        )
+    raise ValueError(f"unknown llm.backend {settings.backend!r}")
 
 
 def build_services(config: Config, llm: ChatModel | None = None) -> Services:
