@@ -1,0 +1,393 @@
+"""Incremental indexing: hash every file, re-embed only what changed, drop what is gone.
+
+The order makes an interrupted build safe to run again: stale chunks are deleted first, new
+chunks go to chroma and then to the manifest, and a document's new content hash is written only
+once all its chunks are in. Embedding (the slow part) runs on the calling thread while a writer
+thread tokenizes the previous batch for BM25 and adds it to chroma, so the build runs at close to
+the embedder's own speed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from knowledge.bm25 import BM25Index
+from knowledge.chunking import chunk_document
+from knowledge.loaders import SkipFile, load
+from knowledge.manifest import ChunkRow, DocumentRow
+from knowledge.sources import Skipped, SourceFile, scan
+
+if TYPE_CHECKING:
+    from knowledge.base import BuildReport, KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+# Bump when chunking or tokenizing changes in a way that makes stored chunks stale.
+INDEX_FORMAT = 1
+
+
+class BuildBusy(Exception):
+    """Another build (a `kb build`, or the daemon's scheduled job) holds the lock."""
+
+
+class BuildCancelled(Exception):
+    """The build was stopped by ``KnowledgeBase.cancel_build`` (the bot is shutting down)."""
+
+
+@dataclass(slots=True)
+class PlannedChunk:
+    id: str
+    ordinal: int
+    title: str
+    text: str
+
+    def embed_text(self) -> str:
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(slots=True)
+class PlannedDocument:
+    key: str
+    file: SourceFile
+    kind: str
+    title: str
+    sha256: str
+    chunks: list[PlannedChunk]
+    new: list[PlannedChunk] = field(default_factory=list)  # not in the index yet
+    pending: int = 0  # new chunks not written yet
+    existed: bool = False
+
+
+def document_key(collection: str, source: str) -> str:
+    return f"{collection}:{source}"
+
+
+def chunk_id(key: str, title: str, text: str, seen: dict[str, int]) -> str:
+    """A content hash: an unchanged passage keeps its id (and its vector) across edits."""
+    digest = hashlib.sha256(f"{key}\0{title}\0{text}".encode()).hexdigest()[:32]
+    count = seen.get(digest, 0)
+    seen[digest] = count + 1
+    if count:
+        digest = hashlib.sha256(f"{digest}#{count}".encode()).hexdigest()[:32]
+    return digest
+
+
+def signature(kb: KnowledgeBase) -> str:
+    chunking = kb.settings.chunking
+    return json.dumps(
+        {
+            "format": INDEX_FORMAT,
+            "embedder": kb.embedder.name,
+            "max_tokens": min(chunking.max_tokens, kb.embedder.max_tokens),
+            "overlap_tokens": chunking.overlap_tokens,
+        },
+        sort_keys=True,
+    )
+
+
+@contextmanager
+def build_lock(kb: KnowledgeBase) -> Iterator[None]:
+    """One build at a time, across threads and processes."""
+    if not kb.build_lock.acquire(blocking=False):
+        raise BuildBusy("a knowledge base build is already running in this process")
+    try:
+        kb.root.mkdir(parents=True, exist_ok=True)
+        with open(kb.root / "build.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise BuildBusy(
+                    f"a knowledge base build is already running ({holder}); try again later"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        kb.build_lock.release()
+
+
+def _bar(progress: bool, **kwargs: Any) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(disable=not progress, dynamic_ncols=True, **kwargs)
+
+
+def build(
+    kb: KnowledgeBase, *, progress: bool = True, full: bool = False, now: datetime | None = None
+) -> BuildReport:
+    from knowledge.base import BuildReport
+
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    report = BuildReport()
+    if kb.cancelled:
+        raise BuildCancelled("the knowledge base is closing")
+    with build_lock(kb):
+        manifest = kb.manifest
+        sig = signature(kb)
+        old_sig = manifest.get_meta("signature")
+        if full or old_sig != sig:
+            report.rebuilt = True
+            report.reason = (
+                "asked for (--full)"
+                if full
+                else "first build"
+                if old_sig is None
+                else "the embedder or chunking settings changed"
+            )
+            kb.store.reset()
+            manifest.clear()
+            manifest.set_meta(signature=sig)
+        found = scan(kb.settings.sources, int(kb.settings.max_file_mb * 2**20))
+        report.skipped.extend(found.skipped)
+        report.unsupported = dict(found.unsupported)
+        known = manifest.documents()
+        seen = {document_key(s.collection, s.source) for s in found.skipped}
+
+        plans = _plan(kb, found.files, known, seen, report, progress)
+        removed = [key for key in known if key not in seen]
+        any_change = bool(plans or removed)
+
+        # Stale first: a crash after this point leaves documents that the next build redoes.
+        for key in removed:
+            ids = manifest.chunk_ids(key)
+            kb.store.delete(sorted(ids))
+            manifest.delete_document(key)
+            report.removed += 1
+            report.chunks_removed += len(ids)
+        for plan in plans:
+            old_ids = manifest.chunk_ids(plan.key) if plan.existed else set()
+            new_ids = {c.id for c in plan.chunks}
+            stale = sorted(old_ids - new_ids)
+            if stale:
+                kb.store.delete(stale)
+                manifest.delete_chunks(stale)
+                report.chunks_removed += len(stale)
+            plan.new = [c for c in plan.chunks if c.id not in old_ids]
+            plan.pending = len(plan.new)
+            if plan.existed:
+                report.changed += 1
+            else:
+                report.added += 1
+
+        report.embed_seconds = _embed_and_write(kb, plans, now, progress)
+        report.chunks_embedded = sum(len(p.new) for p in plans)
+
+        if any_change or not (kb.bm25_dir / "chunks.json").exists():
+            _reconcile_store(kb)
+            chunk_ids, tokens, collections = manifest.all_tokens()
+            index = BM25Index(kb.settings.bm25.k1, kb.settings.bm25.b)
+            index.build(chunk_ids, tokens, collections)
+            index.save(kb.bm25_dir)
+            generation = str(int(manifest.get_meta("generation") or 0) + 1)
+            manifest.set_meta(generation=generation)
+            kb.set_bm25(index, generation)
+
+        counts = manifest.counts()
+        report.documents = sum(d for d, _ in counts.values())
+        report.chunks = sum(c for _, c in counts.values())
+        report.seconds = time.perf_counter() - started
+        meta = {
+            "last_build": now.isoformat(timespec="seconds"),
+            "last_build_seconds": f"{report.seconds:.3f}",
+            "embedder": kb.embedder.name,
+        }
+        if report.chunks_embedded:
+            meta["dimension"] = str(kb.embedder.dimension)
+        manifest.set_meta(**meta)
+    log.info("knowledge base build: %s", "; ".join(line.strip() for line in report.summary()))
+    return report
+
+
+def _plan(
+    kb: KnowledgeBase,
+    files: list[SourceFile],
+    known: dict[str, DocumentRow],
+    seen: set[str],
+    report: BuildReport,
+    progress: bool,
+) -> list[PlannedDocument]:
+    """Read and hash every file; load and chunk the new and changed ones."""
+    chunking = kb.settings.chunking
+    max_tokens = min(chunking.max_tokens, kb.embedder.max_tokens)
+    plans = []
+    with _bar(progress, total=len(files), unit="file", desc="reading") as bar:
+        for file in files:
+            bar.update(1)
+            key = document_key(file.collection, file.source)
+            seen.add(key)
+            old = known.get(key)
+            try:
+                data = file.path.read_bytes()
+            except OSError as exc:
+                report.skipped.append(Skipped(file.source, f"cannot read: {exc}", file.collection))
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if old is not None and old.sha256 == digest:
+                report.unchanged += 1
+                continue
+            try:
+                loaded = load(file.path, data)
+            except SkipFile as exc:
+                kept = " (the version indexed before is kept)" if old is not None else ""
+                report.skipped.append(Skipped(file.source, f"{exc}{kept}", file.collection))
+                continue
+            except Exception as exc:  # a loader bug must not stop the whole build
+                log.exception("loading %s failed", file.path)
+                report.skipped.append(
+                    Skipped(file.source, f"failed to load: {type(exc).__name__}: {exc}")
+                )
+                continue
+            doc_title = loaded.title or PurePosixPath(file.source).name
+            ids: dict[str, int] = {}
+            chunks = []
+            for ordinal, piece in enumerate(
+                chunk_document(loaded, max_tokens, chunking.overlap_tokens)
+            ):
+                title = piece.title or doc_title
+                chunks.append(
+                    PlannedChunk(chunk_id(key, title, piece.text, ids), ordinal, title, piece.text)
+                )
+            plans.append(
+                PlannedDocument(
+                    key=key,
+                    file=file,
+                    kind=loaded.kind,
+                    title=doc_title,
+                    sha256=digest,
+                    chunks=chunks,
+                    existed=old is not None,
+                )
+            )
+    return plans
+
+
+def _embed_and_write(
+    kb: KnowledgeBase, plans: list[PlannedDocument], now: datetime, progress: bool
+) -> float:
+    """Embed the new chunks in batches; a writer thread stores each batch while the next one
+    is embedded. Returns the seconds spent embedding."""
+    manifest = kb.manifest
+    indexed_at = now.isoformat(timespec="seconds")
+
+    def finish(plan: PlannedDocument) -> None:
+        manifest.put_document(
+            DocumentRow(
+                key=plan.key,
+                collection=plan.file.collection,
+                source=plan.file.source,
+                path=str(plan.file.path),
+                kind=plan.kind,
+                title=plan.title,
+                sha256=plan.sha256,
+                size=plan.file.size,
+                chunks=len(plan.chunks),
+                indexed_at=indexed_at,
+            ),
+            {c.id: c.ordinal for c in plan.chunks},
+        )
+
+    for plan in plans:
+        if not plan.new:
+            finish(plan)
+    work = [(plan, chunk) for plan in plans for chunk in plan.new]
+    if not work:
+        return 0.0
+
+    def write(batch: list[tuple[PlannedDocument, PlannedChunk]], vectors: np.ndarray) -> None:
+        tokenize = kb.tokenizer
+        rows = [
+            ChunkRow(
+                id=chunk.id,
+                document=plan.key,
+                ordinal=chunk.ordinal,
+                collection=plan.file.collection,
+                source=plan.file.source,
+                title=chunk.title,
+                text=chunk.text,
+                # The path names the project ("mmdeploy/docs/..."): worth matching on.
+                tokens=" ".join(tokenize(f"{plan.file.source}\n{chunk.title}\n{chunk.text}")),
+            )
+            for plan, chunk in batch
+        ]
+        kb.store.upsert(
+            [r.id for r in rows],
+            vectors,
+            [r.text for r in rows],
+            [{"collection": r.collection, "source": r.source, "title": r.title} for r in rows],
+        )
+        manifest.put_chunks(rows)
+
+    batch_size = kb.settings.embedder.batch_size
+    embed_seconds = 0.0
+    files_done = sum(1 for plan in plans if not plan.new)
+
+    def written(batch: list[tuple[PlannedDocument, PlannedChunk]]) -> None:
+        nonlocal files_done
+        for plan, _ in batch:
+            plan.pending -= 1
+            if plan.pending == 0:
+                finish(plan)
+                files_done += 1
+
+    pending: tuple[Future[None], list[tuple[PlannedDocument, PlannedChunk]]] | None = None
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-writer") as writer,
+        _bar(progress, total=len(work), unit="chunk", desc="embedding") as bar,
+    ):
+        bar.set_postfix(files=f"{files_done}/{len(plans)}")
+        for start in range(0, len(work), batch_size):
+            if kb.cancelled:
+                if pending is not None:
+                    pending[0].result()
+                    written(pending[1])
+                raise BuildCancelled("stopped by cancel_build")
+            batch = work[start : start + batch_size]
+            texts = [chunk.embed_text() for _, chunk in batch]
+            unique = list(dict.fromkeys(texts))
+            began = time.perf_counter()
+            vectors = kb.embedder.embed(unique)
+            embed_seconds += time.perf_counter() - began
+            if len(unique) < len(texts):
+                where = {text: i for i, text in enumerate(unique)}
+                vectors = vectors[[where[t] for t in texts]]
+            if pending is not None:
+                pending[0].result()
+                written(pending[1])
+            pending = (writer.submit(write, batch, vectors), batch)
+            bar.update(len(batch))
+            bar.set_postfix(files=f"{files_done}/{len(plans)}")
+        if pending is not None:
+            pending[0].result()
+            written(pending[1])
+            bar.set_postfix(files=f"{files_done}/{len(plans)}")
+    return embed_seconds
+
+
+def _reconcile_store(kb: KnowledgeBase) -> None:
+    """Remove vectors the manifest does not know (left by a build that was interrupted)."""
+    orphans = kb.store.ids() - kb.manifest.all_chunk_ids()
+    if orphans:
+        log.info("removing %d vectors that no document owns", len(orphans))
+        kb.store.delete(sorted(orphans))
