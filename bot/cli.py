@@ -424,5 +424,10 @@ class _NoModel:
         return None
 
 
+# Command groups that live with their packages; imported last because they import from here.
+from knowledge.cli import kb  # noqa: E402
+
+main.add_command(kb)
+
 if __name__ == "__main__":
     main()

@@ -25,6 +25,7 @@ from tenacity import (
 from adapters.base import Adapter, Delivery, SendError
 from bot import metrics
 from bot.context import HistoryTurn, TraceStep, TurnContext
+from bot.jobs import Jobs
 from bot.message import Message, Reply
 from bot.pipeline import Pipeline, build_pipelines
 from bot.queues import ConversationQueues, Queued
@@ -74,6 +75,7 @@ class Bot:
         self._done: dict[int, asyncio.Event] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._adapters_ready = asyncio.Event()
+        self.jobs = Jobs(services)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -87,10 +89,12 @@ class Bot:
         for adapter in self.adapters.values():
             await adapter.start(self)
         self._adapters_ready.set()
+        self.jobs.start()
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop receiving, give messages in flight a moment to finish, then cancel the rest
         (they stay `processing` in the database and are resumed at the next start)."""
+        self.jobs.stop()
         for adapter in self.adapters.values():
             try:
                 await adapter.stop()
