@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from knowledge.config import KnowledgeSettings
 from knowledge.gate.settings import RejectionSettings
 
 DEFAULT_CONFIG_PATH = Path("bot.yaml")
@@ -179,6 +180,8 @@ class GroupSettings(Section):
     topic: str | None = None
     pipeline: list[str] | None = None
     require_mention: bool = False
+    # Search only this knowledge.sources collection for this group (None: all of them).
+    knowledge_collection: str | None = None
 
 
 class LoggingSettings(Section):
@@ -199,6 +202,7 @@ class Config(Section):
     groups: dict[str, GroupSettings] = Field(default_factory=dict)
     logging: LoggingSettings = LoggingSettings()
     rejection: RejectionSettings = RejectionSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("pipeline")
@@ -298,7 +302,16 @@ def parse_config(data: Any, source: Path) -> Config:
     prompts = config.prompts
     if prompts.dir is not None:
         prompts = prompts.model_copy(update={"dir": base / prompts.dir})
-    return config.model_copy(update={"bot": bot, "llm": llm, "prompts": prompts, "source": source})
+    knowledge = config.knowledge.resolve(base)
+    return config.model_copy(
+        update={
+            "bot": bot,
+            "llm": llm,
+            "prompts": prompts,
+            "knowledge": knowledge,
+            "source": source,
+        }
+    )
 
 
 def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:

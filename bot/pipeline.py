@@ -29,6 +29,7 @@ BUILTIN_MIDDLEWARES: dict[str, str] = {
     "normalize": "bot.middlewares.normalize:Normalize",
     "reject.embedding": "bot.middlewares.reject_embedding:RejectEmbedding",
     "reject.llm": "bot.middlewares.reject_llm:RejectLLM",
+    "retrieve": "bot.middlewares.retrieve:Retrieve",
     "generate": "bot.middlewares.generate:Generate",
 }
 
