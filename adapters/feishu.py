@@ -483,25 +483,30 @@ class _WebsocketThread:
             log.error("feishu: the websocket client stopped: %s: %s", type(exc).__name__, exc)
         finally:
             self._ready.set()
+            # Let _shutdown finish closing the socket, then cancel whatever is left.
             pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-            for task in pending:
-                task.cancel()
             with contextlib.suppress(Exception):
+                if pending:
+                    loop.run_until_complete(asyncio.wait(pending, timeout=3))
+                for task in pending:
+                    task.cancel()
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
             _websocket_lock.release()
 
     async def _shutdown(self) -> None:
+        """The SDK has no stop(): no reconnecting, cancel its tasks (the receive loop first,
+        so closing is not logged as an error), then close the socket politely."""
         client = self.client
         if client is not None:
-            client._auto_reconnect = False  # the SDK has no public stop()
-            connection = client._conn
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), 2)
+            client._auto_reconnect = False
         for task in asyncio.all_tasks():
             if task is not asyncio.current_task():
                 task.cancel()
+        connection = client._conn if client is not None else None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 2)
 
     def stop(self) -> None:
         loop = self.loop

@@ -199,10 +199,8 @@ class Part:
     label: str = field(default="References", compare=False)
 
     def size(self) -> int:
-        return len(self.text) + sum(len(_reference_line(i, r)) for i, r in self._numbered())
-
-    def _numbered(self) -> Iterator[tuple[int, Reference]]:
-        return enumerate(self.references, 1)
+        refs = enumerate(self.references, 1)
+        return len(self.text) + sum(len(_reference_line(i, ref)) for i, ref in refs)
 
 
 def _reference_line(number: int, ref: Reference) -> str:
@@ -246,7 +244,7 @@ def post_content(part: Part) -> dict[str, Any]:
             paragraphs.insert(0, ats)
     if part.references:
         paragraphs.append([{"tag": "text", "text": f"{part.label}:"}])
-        for number, ref in part._numbered():
+        for number, ref in enumerate(part.references, 1):
             if ref.url:
                 paragraphs.append(
                     [

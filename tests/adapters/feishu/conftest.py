@@ -29,6 +29,7 @@ PIPELINE = [
     "tests.adapters.feishu.middlewares:QuestionsOnly",
     "tests.adapters.feishu.middlewares:StaticChunks",
     "generate",
+    "tests.adapters.feishu.middlewares:CiteAll",
 ]
 ANSWER = "Install mmcv from the wheel index that matches CUDA 12, then pip install mmdet."
 

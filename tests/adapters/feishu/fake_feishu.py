@@ -224,7 +224,7 @@ class FakeFeishu:
     port: int = 0
     sent: list[Sent] = field(default_factory=list)
     send_attempts: int = 0
-    failures: list[Failure] = field(default_factory=list)
+    failures: list[Failure | None] = field(default_factory=list)  # per attempt; None: pass
     token_requests: int = 0
     endpoint_requests: int = 0
     acks: list[dict[str, Any]] = field(default_factory=list)
@@ -313,8 +313,8 @@ class FakeFeishu:
         body = await request.json()
         self.send_attempts += 1
         try:
-            if self.failures:
-                failure = self.failures.pop(0)
+            failure = self.failures.pop(0) if self.failures else None
+            if failure is not None:
                 return JSONResponse({"code": failure.code, "msg": failure.msg}, failure.status)
             if body.get("msg_type") != "post":
                 return JSONResponse({"code": 230001, "msg": "unexpected msg_type"}, 400)

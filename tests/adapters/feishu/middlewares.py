@@ -1,6 +1,7 @@
 """Third-party middlewares for the Feishu tests, loaded by dotted path like any plugin would
-be: a stand-in retriever that supplies chunks (so replies carry citations), and a gate that
-lets only questions through."""
+be: a stand-in retriever that supplies chunks and a stand-in citer that turns them into the
+reply's references (so replies carry citations whatever the built-ins do), a gate that lets
+only questions through, and a canned answer for daemon tests."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ class StaticChunks(BaseMiddleware):
         return await call_next(ctx)
 
 
+class CiteAll(BaseMiddleware):
+    """After the answer: every static chunk becomes a reference, in order."""
+
+    name = "cite_all"
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        ctx.references = [chunk.reference() for chunk in CHUNKS]
+        return await call_next(ctx)
+
+
 class QuestionsOnly(BaseMiddleware):
     """Chitchat filter for tests: a message without a question mark is not a question."""
 
@@ -42,4 +53,14 @@ class QuestionsOnly(BaseMiddleware):
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
         if "?" not in ctx.question and "？" not in ctx.question:
             return ctx.ignore("chitchat")
+        return await call_next(ctx)
+
+
+class CannedAnswer(BaseMiddleware):
+    """Answers without a model (for daemon tests, where the bundled model's words vary)."""
+
+    name = "canned_answer"
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        ctx.answer = "Use mim to install mmcv, then pip install mmdet."
         return await call_next(ctx)

@@ -67,6 +67,7 @@ async def test_group_question_answered_in_thread_with_citations(
         "questions_only",
         "static_chunks",
         "generate",
+        "cite_all",
         "send",
     ]
     [sent] = fb.fake.sent

@@ -1,0 +1,114 @@
+"""`adapters.feishu` in bot.yaml: validation, the commented example staying true to the code,
+and the wiring into build_adapters and the ASGI app."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from adapters import build_adapters
+from bot.config import Config, ConfigError, FeishuSettings
+from bot.server import create_app
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def example_block() -> dict[str, Any]:
+    """The commented-out `feishu:` example under `adapters:` in bot.yaml, uncommented."""
+    lines = (REPO / "bot.yaml").read_text(encoding="utf-8").splitlines()
+    start = lines.index("  # feishu:")
+    block = ["feishu:"]
+    for line in lines[start + 1 :]:
+        if not line.startswith("  #   "):
+            break
+        block.append(line[len("  # ") :])
+    return yaml.safe_load("\n".join(block))["feishu"]
+
+
+def test_bot_yaml_example_documents_every_setting_with_its_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    example = example_block()
+    assert set(example) == set(FeishuSettings.model_fields)
+    monkeypatch.setenv("FEISHU_APP_SECRET", "secret")
+    defaults = FeishuSettings(app_id="x", app_secret="y")
+    for key, value in example.items():
+        if key not in {"app_id", "app_secret", "encrypt_key", "verification_token"}:
+            assert getattr(defaults, key) == value, key
+
+
+def test_example_loads_once_uncommented(
+    config_factory: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEISHU_APP_SECRET", "the-secret")
+    config = config_factory({"adapters": {"feishu": example_block()}})
+    feishu = config.adapters.feishu
+    assert feishu is not None
+    assert feishu.mode == "websocket"
+    assert feishu.app_secret.get_secret_value() == "the-secret"
+    assert "the-secret" not in repr(config)
+
+
+def test_webhook_mode_needs_the_encrypt_key_and_token(
+    config_factory: Callable[..., Config],
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_factory(
+            {"adapters": {"feishu": {"app_id": "cli_x", "app_secret": "s", "mode": "webhook"}}}
+        )
+    assert "adapters.feishu" in str(error.value)
+    assert "encrypt_key and verification_token" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "domain", ["open.feishu.cn", "https://open.feishu.cn/open-apis", "ftp://x", "https://a@b"]
+)
+def test_domain_must_be_an_origin(domain: str) -> None:
+    with pytest.raises(ValueError, match="origin"):
+        FeishuSettings(app_id="cli_x", app_secret="s", domain=domain)
+
+
+def test_lark_domain_accepted() -> None:
+    settings = FeishuSettings(app_id="cli_x", app_secret="s", domain="https://open.larksuite.com/")
+    assert settings.domain == "https://open.larksuite.com"
+
+
+def test_disabled_or_absent_feishu_does_not_import_the_sdk() -> None:
+    code = (
+        "import sys; from bot.config import load_config; from adapters import build_adapters;"
+        "names = [a.name for a in build_adapters(load_config('bot.yaml'))];"
+        "print(names, 'lark_oapi' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "['playground'] False"
+
+
+async def test_webhook_route_is_mounted_on_the_bot_app(
+    config_factory: Callable[..., Config], bot_factory: Callable[..., Any]
+) -> None:
+    feishu = {
+        "app_id": "cli_route_test",
+        "app_secret": "s",
+        "mode": "webhook",
+        "encrypt_key": "k",
+        "verification_token": "t",
+        "webhook_path": "/hooks/feishu",
+    }
+    config = config_factory({"adapters": {"feishu": feishu}})
+    adapters = build_adapters(config)
+    assert [a.name for a in adapters] == ["playground", "feishu"]
+    bot = await bot_factory(config, adapters, start=False)
+    app = create_app(bot)
+    paths = {getattr(route, "path", "") for route in app.routes}
+    assert "/hooks/feishu" in paths
+    bot.db.dispose()
