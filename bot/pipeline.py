@@ -30,7 +30,10 @@ BUILTIN_MIDDLEWARES: dict[str, str] = {
     "reject.embedding": "bot.middlewares.reject_embedding:RejectEmbedding",
     "reject.llm": "bot.middlewares.reject_llm:RejectLLM",
     "retrieve": "bot.middlewares.retrieve:Retrieve",
+    "web_search": "bot.middlewares.web_search:WebSearch",
     "generate": "bot.middlewares.generate:Generate",
+    "verify": "bot.middlewares.verify:Verify",
+    "cite": "bot.middlewares.cite:Cite",
 }
 
 

@@ -140,7 +140,8 @@ async def call_with_fallback(routes: list[Route], call: Callable[[ChatModel], Aw
             if index == len(routes) - 1:
                 raise
             continue
-        note(route=route.model.name, route_reason=route.reason)
+        if len(routes) > 1:
+            note(route=route.model.name, route_reason=route.reason)
         return result
     raise LLMError("no model to call")
 
@@ -156,13 +157,14 @@ async def stream_with_fallback(
             async for piece in start(route.model):
                 if not started:
                     started = True
-                    note(route=route.model.name, route_reason=route.reason)
+                    if len(routes) > 1:
+                        note(route=route.model.name, route_reason=route.reason)
                 yield piece
         except LLMError as exc:
             _noted_failure(route, exc)
             if started or index == len(routes) - 1:
                 raise
             continue
-        if not started:
+        if not started and len(routes) > 1:
             note(route=route.model.name, route_reason=route.reason)
         return

@@ -142,31 +142,25 @@ class LlamaCppChatModel:
                 self._prepare_scoring()
 
     def _vocabulary(self) -> Any:
-        """The vocabulary-only model: tokenizer and chat template, no weights."""
+        """The vocabulary-only model: tokenizer and chat template, no weights and no context
+        (a vocabulary-only ``Llama`` would still build a context, and log about it)."""
         if self._vocab is None:
-            import llama_cpp
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            try:
-                vocab = llama_cpp.Llama(
-                    model_path=str(self.model_path), vocab_only=True, verbose=False
-                )
-            except (ValueError, RuntimeError, OSError) as exc:
-                raise ModelError(f"cannot read {self.model_path}'s vocabulary: {exc}") from exc
-            template = vocab.metadata.get("tokenizer.chat_template")
+            self._vocab = load_vocabulary(self.model_path)
+            template = self._vocab.metadata().get("tokenizer.chat_template")
             if template:
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
                 self._formatter = Jinja2ChatFormatter(
                     template=template,
-                    eos_token=_token_text(vocab, vocab.token_eos()),
-                    bos_token=_token_text(vocab, vocab.token_bos()),
+                    eos_token=_token_text(self._vocab, self._vocab.token_eos()),
+                    bos_token=_token_text(self._vocab, self._vocab.token_bos()),
                 )
-            self._vocab = vocab
         return self._vocab
 
     # -- token counting -----------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
-        return len(self._vocabulary().tokenize(text.encode("utf-8"), add_bos=False))
+        return len(self._vocabulary().tokenize(text.encode("utf-8"), False, False))
 
     def _prompt_text(self, messages: list[ChatMessage]) -> str | None:
         self._vocabulary()
@@ -178,9 +172,7 @@ class LlamaCppChatModel:
         prompt = self._prompt_text(messages)
         if prompt is None:
             raise LLMError(f"{self.model_path.name} has no chat template in its metadata")
-        tokens: list[int] = self._vocabulary().tokenize(
-            prompt.encode("utf-8"), add_bos=False, special=True
-        )
+        tokens: list[int] = self._vocabulary().tokenize(prompt.encode("utf-8"), False, True)
         return tokens
 
     def count_message_tokens(self, messages: list[ChatMessage]) -> int:
@@ -295,7 +287,7 @@ class LlamaCppChatModel:
         for value in range(11):
             ids: set[int] = set()
             for text in (str(value), " " + str(value)):
-                tokens = vocab.tokenize(text.encode(), add_bos=False, special=False)
+                tokens = vocab.tokenize(text.encode(), False, False)
                 if len(tokens) == 1:
                     ids.add(tokens[0])
             self._score_tokens[value] = sorted(ids)
@@ -371,8 +363,20 @@ class LlamaCppChatModel:
         self._executor.shutdown(wait=False)
 
 
+def load_vocabulary(path: Path) -> Any:
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        return LlamaModel(path_model=str(path), params=params, verbose=False)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(f"cannot read {path}'s vocabulary: {exc}") from exc
+
+
 def _token_text(vocab: Any, token: int) -> str:
-    return str(vocab._model.token_get_text(token)) if token != -1 else ""
+    return str(vocab.token_get_text(token)) if token != -1 else ""
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -98,10 +98,10 @@ class _Tokenizer:
         if not path.is_file():
             raise ModelError(f"llm.remote.tokenizer: {path} does not exist")
         if path.suffix == ".gguf":
-            import llama_cpp
+            from bot.llm.llama_cpp import load_vocabulary
 
-            vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-            return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False))
+            vocab = load_vocabulary(path)
+            return lambda text: len(vocab.tokenize(text.encode("utf-8"), False, False))
         try:
             from tokenizers import Tokenizer
         except ImportError:

@@ -41,6 +41,7 @@ def parse_tier(value: str | float) -> Tier:
     gib = float(match.group(1))
     if gib == 0:
         return TIERS["cpu"]
-    presets = [t for t in TIERS.values() if 0 < t.gpu_gib <= gib] or [TIERS["4gb"]]
-    nearest = max(presets, key=lambda t: t.gpu_gib)
+    # The context and recommendation of the nearest preset, by ratio (16 GiB is a 20gb card).
+    gpu_tiers = [t for t in TIERS.values() if t.gpu_gib > 0]
+    nearest = min(gpu_tiers, key=lambda t: max(t.gpu_gib / gib, gib / t.gpu_gib))
     return Tier(f"{gib:g}gb", gib, nearest.n_ctx, nearest.recommended)

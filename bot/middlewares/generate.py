@@ -1,11 +1,30 @@
-"""Ask the chat model for an answer from the prompt templates, the chunks and the history."""
+"""Ask the chat model for an answer from the prompt templates, the chunks and the history.
+
+The prompt is packed to the context of the model that will answer (bot.llm.budget), with the
+weakest chunks dropped first. A hybrid model names the backends to try in order; when the first
+fails before its first token, the prompt is packed again for the next one. The answer is
+streamed, so the trace can say how long the first token took and how fast the rest came.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator, Callable
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.context import TurnContext
-from bot.llm.base import ChatMessage
+from bot.context import Chunk, HistoryTurn, TurnContext
+from bot.llm.base import (
+    ChatMessage,
+    ChatModel,
+    collect_notes,
+    context_length,
+    count_message_tokens,
+    count_tokens,
+    routes_for,
+)
+from bot.llm.budget import Packed, pack
+from bot.llm.hybrid import stream_with_fallback
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
 
@@ -15,25 +34,34 @@ PROMPT_VARIABLES = {"bot_name", "topic", "question", "chunks", "history"}
 class GenerateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_tokens: int | None = Field(None, ge=1, description="defaults to llm.max_tokens")
+    temperature: float | None = Field(None, ge=0, le=2, description="defaults to llm.temperature")
     use_history: bool = True
+    reserve_tokens: int = Field(32, ge=0, description="context left free beyond the answer")
 
 
 class Generate(BaseMiddleware[GenerateOptions]):
     name = "generate"
     Options = GenerateOptions
+    # Called with each piece of the answer as it arrives (benchmarks; live-updating replies).
+    on_token: Callable[[str], None] | None = None
 
     async def warm_up(self) -> None:
         for template in ("system", "generate"):
             self.services.prompts.check(template, PROMPT_VARIABLES)
 
-    def messages(self, ctx: TurnContext) -> list[ChatMessage]:
-        options = self.options
+    @property
+    def max_tokens(self) -> int:
+        return self.options.max_tokens or self.services.config.llm.max_tokens
+
+    def render(
+        self, ctx: TurnContext, chunks: list[Chunk], history: list[HistoryTurn], question: str
+    ) -> list[ChatMessage]:
         variables = {
             "bot_name": ctx.config.bot.name,
             "topic": ctx.group.topic or "",
-            "question": ctx.question,
-            "chunks": ctx.chunks,
-            "history": ctx.history if options.use_history else [],
+            "question": question,
+            "chunks": chunks,
+            "history": history,
         }
         prompts = self.services.prompts
         return [
@@ -41,18 +69,67 @@ class Generate(BaseMiddleware[GenerateOptions]):
             {"role": "user", "content": prompts.render("generate", ctx.language, **variables)},
         ]
 
-    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
-        options = self.options
+    def pack_for(self, model: ChatModel, ctx: TurnContext) -> Packed:
+        budget = context_length(model) - self.max_tokens - self.options.reserve_tokens
+        return pack(
+            lambda chunks, history, question: self.render(ctx, chunks, history, question),
+            lambda messages: count_message_tokens(model, messages),
+            lambda text: count_tokens(model, text),
+            budget=budget,
+            chunks=ctx.chunks,
+            history=ctx.history if self.options.use_history else [],
+            question=ctx.question,
+        )
+
+    async def stream(self, ctx: TurnContext) -> AsyncIterator[str]:
+        """The answer, piece by piece, from the first backend that delivers one."""
         llm = self.services.llm
-        completion = await llm.complete(self.messages(ctx), max_tokens=options.max_tokens)
-        ctx.answer = completion.text.strip()
-        ctx.references.extend(
-            c.reference() for c in ctx.chunks if c.reference() not in ctx.references
+        full = self.render(
+            ctx, ctx.chunks, ctx.history if self.options.use_history else [], ctx.question
         )
+        routes = routes_for(llm, "answer", count_message_tokens(llm, full), self.max_tokens)
+        packed: dict[str, Packed] = {}
+
+        def start(model: ChatModel) -> AsyncIterator[str]:
+            packed["last"] = fitted = self.pack_for(model, ctx)
+            return model.stream(
+                fitted.messages, max_tokens=self.max_tokens, temperature=self.options.temperature
+            )
+
+        started = time.perf_counter()
+        first: float | None = None
+        pieces = 0
+        async for piece in stream_with_fallback(routes, start):
+            if first is None:
+                first = time.perf_counter()
+                ctx.chunks = packed["last"].chunks  # the numbering the model saw
+            pieces += 1
+            if self.on_token is not None:
+                self.on_token(piece)
+            yield piece
+        done = time.perf_counter()
+        if "last" in packed:
+            ctx.record(**packed["last"].detail())
         ctx.record(
-            model=completion.model or llm.name,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            finish_reason=completion.finish_reason,
+            ttft_ms=round(((first or done) - started) * 1000, 1),
+            generation_ms=round((done - started) * 1000, 1),
         )
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        with collect_notes() as notes:
+            answer = "".join([piece async for piece in self.stream(ctx)]).strip()
+        llm = self.services.llm
+        model = notes.get("route", llm.name)
+        completion_tokens = count_tokens(llm, answer) if answer else 0
+        detail = ctx.step.detail
+        decode_ms = detail["generation_ms"] - detail["ttft_ms"]
+        ctx.record(
+            model=model,
+            completion_tokens=completion_tokens,
+            tokens_per_s=round(completion_tokens / (decode_ms / 1000), 1)
+            if decode_ms > 0
+            else None,
+            **{k: v for k, v in notes.items() if k != "route"},
+        )
+        ctx.answer = answer
         return await call_next(ctx)

@@ -1,0 +1,172 @@
+"""Fake remote services on 127.0.0.1 speaking the real wire formats: an OpenAI-compatible chat
+server (JSON and server-sent events) and a Serper-compatible search API with web pages.
+
+Each request to the chat server takes the next step of a script (an error status, a slow reply,
+a stream), so a test says exactly what the server does, and reads back what it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in this event loop; yields its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@dataclass
+class Step:
+    """What the chat server does with one request."""
+
+    status: int = 200
+    text: str = "remote answer"
+    retry_after: str | None = None
+    delay: float = 0.0  # seconds before answering
+    pieces: list[str] | None = None  # stream these (for stream=true requests)
+    piece_delay: float = 0.0
+    break_after: int | None = None  # drop the stream after this many pieces
+
+
+@dataclass
+class FakeOpenAI:
+    script: list[Step] = field(default_factory=list)
+    default: Step = field(default_factory=Step)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.app = Starlette(
+            routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])]
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        """Yields the base URL, as ``llm.remote.base_url`` takes it."""
+        async with serve(self.app) as url:
+            yield f"{url}/v1"
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        self.times.append(time.monotonic())
+        step = self.script.pop(0) if self.script else self.default
+        if step.delay:
+            await asyncio.sleep(step.delay)
+        if step.status != 200:
+            headers = {"Retry-After": step.retry_after} if step.retry_after else {}
+            error = {"error": {"message": f"fake error {step.status}", "type": "fake"}}
+            return JSONResponse(error, status_code=step.status, headers=headers)
+        if body.get("stream"):
+            return StreamingResponse(self._events(step), media_type="text/event-stream")
+        return JSONResponse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "model": body.get("model", ""),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": step.text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+            }
+        )
+
+    async def _events(self, step: Step) -> AsyncIterator[bytes]:
+        pieces = step.pieces if step.pieces is not None else step.text.split(" ")
+        first = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+        yield f"data: {json.dumps(first)}\n\n".encode()
+        yield b": keep-alive comment\n\n"
+        for count, piece in enumerate(pieces):
+            if step.break_after is not None and count >= step.break_after:
+                raise RuntimeError("fake server drops the connection")
+            if step.piece_delay:
+                await asyncio.sleep(step.piece_delay)
+            chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+            yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+        done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode()
+
+
+@dataclass
+class FakeSearch:
+    """A Serper-compatible ``POST /search`` and the web pages its results point to."""
+
+    api_key: str = "test-serper-key"
+    pages: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # path -> status, type, body
+    results: list[dict[str, Any]] = field(default_factory=list)
+    queries: list[dict[str, Any]] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)
+    search_status: int = 200
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.app = Starlette(
+            routes=[
+                Route("/search", self._search, methods=["POST"]),
+                Route("/pages/{name:path}", self._page, methods=["GET"]),
+            ]
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        async with serve(self.app) as url:
+            self.url = url
+            yield url
+
+    def page_url(self, name: str) -> str:
+        return f"{self.url}/pages/{name}"
+
+    async def _search(self, request: Request) -> Response:
+        if request.headers.get("x-api-key") != self.api_key:
+            return JSONResponse({"message": "Unauthorized."}, status_code=403)
+        body = await request.json()
+        self.queries.append(body)
+        if self.search_status != 200:
+            return JSONResponse({"message": "fake failure"}, status_code=self.search_status)
+        organic = [{**r, "position": i + 1} for i, r in enumerate(self.results)]
+        return JSONResponse(
+            {"searchParameters": {"q": body.get("q"), "type": "search"}, "organic": organic}
+        )
+
+    async def _page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        self.fetched.append(name)
+        status, kind, body = self.pages.get(name, (404, "text/html", "<h1>Not found</h1>"))
+        if kind == "text/html":
+            return HTMLResponse(body, status_code=status)
+        return Response(body, status_code=status, media_type=kind)

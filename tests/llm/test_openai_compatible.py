@@ -1,0 +1,217 @@
+"""The remote client against a fake OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from bot.config import LLMSettings, RemoteLLMSettings
+from bot.llm.base import ContextTooLong, LLMError, RateLimited, collect_notes
+from bot.llm.openai_compatible import OpenAICompatibleChatModel, parse_retry_after
+from bot.llm.scoring import score
+from tests.llm.fake_servers import FakeOpenAI, Step
+
+pytestmark = pytest.mark.integration
+
+MESSAGES: Any = [{"role": "user", "content": "How do I install mmdet?"}]
+
+
+class Sleeps:
+    """Records the waits tenacity asks for instead of sleeping them."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def remote(url: str, sleep: Sleeps | None = None, **overrides: Any) -> OpenAICompatibleChatModel:
+    settings = RemoteLLMSettings(
+        base_url=url,
+        api_key="sk-test-secret",
+        model="fake-model",
+        retry_initial_seconds=0.5,
+        retry_max_seconds=8,
+        **overrides,
+    )
+    kwargs = {"sleep": sleep} if sleep is not None else {}
+    return OpenAICompatibleChatModel(settings, LLMSettings(max_tokens=32), **kwargs)
+
+
+async def test_complete_sends_the_openai_request_with_the_key() -> None:
+    server = FakeOpenAI(default=Step(text="Use pip install mmdet."))
+    async with server.running() as url:
+        model = remote(url)
+        completion = await model.complete(MESSAGES, max_tokens=20, temperature=0.0)
+        await model.close()
+    assert completion.text == "Use pip install mmdet."
+    assert (completion.prompt_tokens, completion.completion_tokens) == (11, 3)
+    body = server.requests[0]
+    assert body["model"] == "fake-model" and body["messages"] == MESSAGES
+    assert body["max_tokens"] == 20 and body["temperature"] == 0.0 and body["stream"] is False
+    assert server.headers[0]["authorization"] == "Bearer sk-test-secret"
+
+
+async def test_429_waits_as_long_as_retry_after_says_then_succeeds() -> None:
+    sleeps = Sleeps()
+    server = FakeOpenAI(script=[Step(status=429, retry_after="3"), Step(text="ok now")])
+    async with server.running() as url:
+        model = remote(url, sleeps)
+        with collect_notes() as notes:
+            completion = await model.complete(MESSAGES)
+        await model.close()
+    assert completion.text == "ok now"
+    assert sleeps.waits == [3.0]
+    assert len(server.requests) == 2
+    assert notes["retries"] == ["HTTP 429, waited 3.0s"]
+
+
+async def test_retry_after_longer_than_we_wait_fails_at_once_as_rate_limited() -> None:
+    sleeps = Sleeps()
+    server = FakeOpenAI(script=[Step(status=429, retry_after="120")])
+    async with server.running() as url:
+        model = remote(url, sleeps)
+        with pytest.raises(RateLimited, match="asks to wait 120s"):
+            await model.complete(MESSAGES)
+        await model.close()
+    assert sleeps.waits == [] and len(server.requests) == 1
+
+
+async def test_500s_back_off_exponentially_with_jitter_then_give_up() -> None:
+    sleeps = Sleeps()
+    server = FakeOpenAI(default=Step(status=500))
+    async with server.running() as url:
+        model = remote(url, sleeps, attempts=4)
+        with pytest.raises(LLMError, match="HTTP 500"):
+            await model.complete(MESSAGES)
+        await model.close()
+    assert len(server.requests) == 4
+    assert len(sleeps.waits) == 3
+    # multiplier 0.5 doubling, plus up to 0.5 jitter: [0.5, 1), [1, 1.5), [2, 2.5)
+    for wait, low in zip(sleeps.waits, [0.5, 1.0, 2.0], strict=True):
+        assert low <= wait < low + 0.5
+
+
+async def test_500_then_success() -> None:
+    sleeps = Sleeps()
+    server = FakeOpenAI(script=[Step(status=503), Step(status=500), Step(text="third time")])
+    async with server.running() as url:
+        model = remote(url, sleeps)
+        completion = await model.complete(MESSAGES)
+        await model.close()
+    assert completion.text == "third time" and len(sleeps.waits) == 2
+
+
+async def test_401_is_not_retried_and_names_the_setting() -> None:
+    server = FakeOpenAI(script=[Step(status=401)])
+    async with server.running() as url:
+        model = remote(url, Sleeps())
+        with pytest.raises(LLMError, match=r"HTTP 401 \(check llm.remote.api_key\)"):
+            await model.complete(MESSAGES)
+        await model.close()
+    assert len(server.requests) == 1
+
+
+async def test_slow_response_times_out_and_is_retried() -> None:
+    sleeps = Sleeps()
+    server = FakeOpenAI(script=[Step(delay=2.0, text="too late"), Step(text="in time")])
+    async with server.running() as url:
+        model = remote(url, sleeps, read_timeout_seconds=0.3)
+        with collect_notes() as notes:
+            completion = await model.complete(MESSAGES)
+        await model.close()
+    assert completion.text == "in time"
+    assert notes["retries"][0].startswith("timeout (ReadTimeout)")
+
+
+async def test_always_slow_server_fails_with_a_clear_error() -> None:
+    server = FakeOpenAI(default=Step(delay=2.0))
+    async with server.running() as url:
+        model = remote(url, Sleeps(), read_timeout_seconds=0.2, attempts=2)
+        with pytest.raises(LLMError, match=r"timeout \(ReadTimeout\) after 2 attempt\(s\)"):
+            await model.complete(MESSAGES)
+        await model.close()
+
+
+async def test_stream_yields_the_server_sent_pieces_in_order() -> None:
+    server = FakeOpenAI(default=Step(pieces=["Use ", "pip ", "install ", "mmdet", "。"]))
+    async with server.running() as url:
+        model = remote(url)
+        pieces = [piece async for piece in model.stream(MESSAGES, max_tokens=16)]
+        await model.close()
+    assert pieces == ["Use ", "pip ", "install ", "mmdet", "。"]
+    assert server.requests[0]["stream"] is True
+
+
+async def test_stream_is_retried_before_its_first_token_only() -> None:
+    sleeps = Sleeps()
+    server = FakeOpenAI(
+        script=[Step(status=429, retry_after="1"), Step(pieces=["a", "b", "c"], break_after=1)]
+    )
+    async with server.running() as url:
+        model = remote(url, sleeps)
+        received: list[str] = []
+        with pytest.raises(LLMError, match="stream broke off"):
+            async for piece in model.stream(MESSAGES):
+                received.append(piece)
+        await model.close()
+    assert sleeps.waits == [1.0]
+    assert received == ["a"]  # no silent restart mid-answer
+    assert len(server.requests) == 2
+
+
+async def test_prompt_longer_than_max_context_is_refused_before_sending() -> None:
+    server = FakeOpenAI()
+    async with server.running() as url:
+        model = remote(url, max_context=512)
+        long: Any = [{"role": "user", "content": "word " * 2000}]
+        with pytest.raises(ContextTooLong):
+            await model.complete(long, max_tokens=16)
+        await model.close()
+    assert server.requests == []
+
+
+async def test_requests_per_minute_budget_fails_fast_when_the_wait_is_too_long() -> None:
+    server = FakeOpenAI()
+    async with server.running() as url:
+        model = remote(url, requests_per_minute=2, max_wait_seconds=1)
+        await model.complete(MESSAGES)
+        await model.complete(MESSAGES)
+        with pytest.raises(RateLimited, match="per-minute budget"):
+            await model.complete(MESSAGES)
+        await model.close()
+    assert len(server.requests) == 2
+
+
+async def test_scoring_parses_text_and_passes_extra_body() -> None:
+    server = FakeOpenAI(script=[Step(text="Score: 8/10"), Step(text="I cannot rate that")])
+    async with server.running() as url:
+        model = remote(url, score_extra_body={"guided_choice": [str(i) for i in range(11)]})
+        good = await score(model, MESSAGES)
+        bad = await score(model, MESSAGES)
+        await model.close()
+    assert good.value == 8 and good.method == "text"
+    assert bad.value is None and bad.method == "unreadable"
+    assert server.requests[0]["guided_choice"][-1] == "10"
+    assert server.requests[0]["temperature"] == 0.0
+
+
+async def test_the_api_key_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = FakeOpenAI(script=[Step(status=500), Step(text="fine")])
+    async with server.running() as url:
+        model = remote(url, Sleeps())
+        await model.complete(MESSAGES)
+        await model.close()
+    assert "sk-test-secret" not in caplog.text
+    assert "sk-test-secret" not in repr(model.settings)
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
