@@ -228,6 +228,7 @@ class FakeFeishu:
     token_requests: int = 0
     endpoint_requests: int = 0
     acks: list[dict[str, Any]] = field(default_factory=list)
+    ack_times: dict[str, float] = field(default_factory=dict)  # frame id -> perf_counter()
     pings: int = 0
 
     def __post_init__(self) -> None:
@@ -422,6 +423,7 @@ class FakeFeishu:
                     )
                     await websocket.send_bytes(pong.SerializeToString())
                 elif frame.method == METHOD_DATA:
+                    self.ack_times[headers.get("message_id", "")] = time.perf_counter()
                     self.acks.append(
                         {
                             "message_id": headers.get("message_id"),
