@@ -387,6 +387,16 @@ def doctor(config_path: Path) -> None:
     except PromptError as exc:
         checks.bad("prompts", str(exc))
 
+    feishu = config.adapters.feishu
+    if feishu is not None and feishu.enabled:
+        from adapters.feishu import FeishuAdapter
+
+        try:
+            info = asyncio.run(FeishuAdapter(feishu).bot_info())
+            checks.ok("feishu", f"bot {info.get('app_name')!r} at {feishu.domain} ({feishu.mode})")
+        except RuntimeError as exc:
+            checks.bad("feishu", str(exc))
+
     host, port = config.server.host, config.server.port
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -156,6 +156,10 @@ class FeishuSettings(Section):
         value = value.rstrip("/")
         if not re.fullmatch(r"https?://[^/?#@\s]+", value):
             raise ValueError("expected an origin such as https://open.feishu.cn (no path)")
+        # lark-oapi sends the app secret there: plain http only to this machine (tests).
+        local = re.fullmatch(r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?", value)
+        if value.startswith("http://") and not local:
+            raise ValueError("expected https:// (http:// only for 127.0.0.1 or localhost)")
         return value
 
     @model_validator(mode="after")

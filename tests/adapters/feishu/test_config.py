@@ -69,10 +69,17 @@ def test_webhook_mode_needs_the_encrypt_key_and_token(
 
 
 @pytest.mark.parametrize(
-    "domain", ["open.feishu.cn", "https://open.feishu.cn/open-apis", "ftp://x", "https://a@b"]
+    "domain",
+    [
+        "open.feishu.cn",
+        "https://open.feishu.cn/open-apis",
+        "ftp://x",
+        "https://a@b",
+        "http://open.feishu.cn",
+    ],
 )
-def test_domain_must_be_an_origin(domain: str) -> None:
-    with pytest.raises(ValueError, match="origin"):
+def test_domain_must_be_an_https_origin(domain: str) -> None:
+    with pytest.raises(ValueError, match=r"origin|https"):
         FeishuSettings(app_id="cli_x", app_secret="s", domain=domain)
 
 

@@ -117,3 +117,32 @@ def test_daemon_answers_in_a_thread_and_stops_cleanly(
     assert "Application shutdown complete" in log, log
     assert "Traceback" not in log, log
     assert fake.app_secret not in log
+
+
+@pytest.mark.parametrize("right_secret", [True, False])
+def test_doctor_checks_the_feishu_credentials(
+    tmp_path: Path, threaded_fake: ThreadedFake, right_secret: bool
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    fake = threaded_fake.fake
+    config = daemon_config(
+        tmp_path,
+        free_port(),
+        adapters={
+            "feishu": {
+                "app_id": fake.app_id,
+                "app_secret": fake.app_secret if right_secret else "wrong-secret",
+                "domain": fake.url,
+            }
+        },
+    )
+    output = CliRunner().invoke(main, ["doctor", "--config", str(config)]).output
+    if right_secret:
+        assert f"ok    feishu: bot 'HuixiangDou' at {fake.url} (websocket)" in output
+    else:
+        assert "FAIL  feishu" in output
+        assert "10014: app secret invalid" in output
+        assert "wrong-secret" not in output
