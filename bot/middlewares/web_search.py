@@ -190,9 +190,9 @@ class WebSearch(BaseMiddleware[WebSearchOptions]):
                     source=result["link"],
                     title=str(result.get("title") or ""),
                     url=result["link"],
-                    # Just at the "good enough" line, in result order: retrieved chunks that
+                    # Just under the "good enough" line, in result order: retrieved chunks that
                     # passed it stay ahead when the prompt must be shortened.
-                    score=options.min_score - 0.001 * rank,
+                    score=options.min_score - 0.001 * (rank + 1),
                     scores={"web_rank": float(rank + 1)},
                 )
             )

@@ -35,7 +35,7 @@ async def serve(app: Any) -> AsyncIterator[str]:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
                 await asyncio.sleep(0.01)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -66,9 +66,7 @@ class FakeOpenAI:
     times: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.app = Starlette(
-            routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])]
-        )
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[str]:
@@ -127,7 +125,9 @@ class FakeSearch:
     """A Serper-compatible ``POST /search`` and the web pages its results point to."""
 
     api_key: str = "test-serper-key"
-    pages: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # path -> status, type, body
+    pages: dict[str, tuple[int, str, str]] = field(
+        default_factory=dict
+    )  # path -> status, type, body
     results: list[dict[str, Any]] = field(default_factory=list)
     queries: list[dict[str, Any]] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)

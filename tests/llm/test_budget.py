@@ -28,8 +28,9 @@ def chunk(name: str, score: float, words: int = 100) -> Chunk:
 
 def test_everything_fits() -> None:
     chunks = [chunk("alpha", 0.9), chunk("beta", 0.5)]
-    packed = pack(render, count, estimate_tokens, budget=10_000, chunks=chunks, history=[],
-                  question="why?")
+    packed = pack(
+        render, count, estimate_tokens, budget=10_000, chunks=chunks, history=[], question="why?"
+    )
     assert packed.chunks == chunks and packed.dropped_chunks == 0
     assert packed.prompt_tokens == count(packed.messages) <= 10_000
 
@@ -38,8 +39,15 @@ def test_weakest_chunks_go_first_and_order_is_kept() -> None:
     chunks = [chunk("alpha", 0.9), chunk("beta", 0.2), chunk("gamma", 0.7), chunk("delta", 0.1)]
     history = [HistoryTurn("bob", "earlier question")]
     budget = count(render(chunks[:1] + chunks[2:3], history, "why?")) + 5
-    packed = pack(render, count, estimate_tokens, budget=budget, chunks=chunks, history=history,
-                  question="why?")
+    packed = pack(
+        render,
+        count,
+        estimate_tokens,
+        budget=budget,
+        chunks=chunks,
+        history=history,
+        question="why?",
+    )
     assert [c.source for c in packed.chunks] == ["alpha.md", "gamma.md"]
     assert packed.dropped_chunks == 2 and packed.history == history
     assert packed.prompt_tokens <= budget
@@ -49,8 +57,15 @@ def test_history_goes_before_the_last_chunk_which_is_then_shortened() -> None:
     chunks = [chunk("alpha", 0.9, words=400)]
     history = [HistoryTurn("bob", "old " * 50), HistoryTurn("ann", "newer " * 50)]
     budget = 250
-    packed = pack(render, count, estimate_tokens, budget=budget, chunks=chunks, history=history,
-                  question="why?")
+    packed = pack(
+        render,
+        count,
+        estimate_tokens,
+        budget=budget,
+        chunks=chunks,
+        history=history,
+        question="why?",
+    )
     assert packed.history == [] and packed.dropped_history == 2
     assert len(packed.chunks) == 1 and packed.shortened
     assert packed.chunks[0].text.endswith("…")

@@ -53,9 +53,15 @@ async def sleep_nothing(seconds: float) -> None:
 
 def hybrid(url: str, local: LocalModel, **routing: Any) -> HybridChatModel:
     remote = OpenAICompatibleChatModel(
-        RemoteLLMSettings(base_url=url, model="big", attempts=2, retry_initial_seconds=0.01,
-                          max_context=65536, requests_per_minute=routing.pop("rpm", None),
-                          max_wait_seconds=0),
+        RemoteLLMSettings(
+            base_url=url,
+            model="big",
+            attempts=2,
+            retry_initial_seconds=0.01,
+            max_context=65536,
+            requests_per_minute=routing.pop("rpm", None),
+            max_wait_seconds=0,
+        ),
         LLMSettings(max_tokens=32),
         sleep=sleep_nothing,
     )

@@ -40,7 +40,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, GGUFInfo]:
 
 
 @pytest.mark.parametrize("size", list(QWEN25))
-def test_declared_weights_match_the_published_models(models: dict[str, GGUFInfo], size: str) -> None:
+def test_declared_weights_match_the_published_models(
+    models: dict[str, GGUFInfo], size: str
+) -> None:
     info, shape = models[size], QWEN25[size]
     # Parameter counts as the model cards state them (32B: 32.5B without, 32.8B with embeddings).
     assert info.n_params / 1e9 == pytest.approx(shape.published_params, rel=0.015)
@@ -177,7 +179,12 @@ def test_explicit_settings_override_the_planner(models: dict[str, GGUFInfo]) -> 
     plan = plan_model(
         models["7B"], TIERS["20gb"], n_ctx=4096, kv_type="q4_0", n_gpu_layers=10, ram_usable=RAM
     )
-    assert (plan.n_ctx, plan.kv_type, plan.n_gpu_layers, plan.status) == (4096, "q4_0", 10, "partial")
+    assert (plan.n_ctx, plan.kv_type, plan.n_gpu_layers, plan.status) == (
+        4096,
+        "q4_0",
+        10,
+        "partial",
+    )
     kwargs = plan.llama_kwargs()
     assert kwargs["type_k"] == kwargs["type_v"] == int(gguf.GGMLQuantizationType.Q4_0)
     assert kwargs["n_gpu_layers"] == 10 and kwargs["n_ctx"] == 4096

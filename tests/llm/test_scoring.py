@@ -44,8 +44,18 @@ def test_parse_score_reads_one_clear_number(text: str, expected: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "yes", "The answer is relevant.", "12", "-3", "between 3 and 7", "85", "N/A",
-     "I think 3, maybe 7"],
+    [
+        "",
+        "   ",
+        "yes",
+        "The answer is relevant.",
+        "12",
+        "-3",
+        "between 3 and 7",
+        "85",
+        "N/A",
+        "I think 3, maybe 7",
+    ],
 )
 def test_parse_score_refuses_unclear_answers(text: str) -> None:
     assert parse_score(text) is None
