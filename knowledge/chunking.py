@@ -237,7 +237,14 @@ def _pack(
             chunks.append(TextChunk(text=text, title=" > ".join(title)))
 
     for path, blocks in sections:
-        pieces = [piece for block in blocks for piece in _split_block(block, max_tokens)]
+        # Prose is cut a little shorter than the limit, leaving room for the overlap.
+        pieces = [
+            piece
+            for block in blocks
+            for piece in _split_block(
+                block, max_tokens if block[1] else max_tokens - overlap_tokens
+            )
+        ]
         section_tokens = sum(estimate_tokens(text) for text, _ in pieces)
         heading = ("#" * len(path) + " " + path[-1]) if path and headings else ""
         if buffer and (
@@ -258,6 +265,8 @@ def _pack(
             if buffer and size + tokens > max_tokens:
                 flush()
                 tail = _overlap_tail(buffer, overlap_tokens)
+                if estimate_tokens(tail) + tokens > max_tokens:
+                    tail = ""
                 buffer = [(tail, False)] if tail else []
                 size = estimate_tokens(tail) if tail else 0
                 title = path

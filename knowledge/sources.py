@@ -73,7 +73,7 @@ def _matches(patterns: list[str], path: str) -> bool:
     return any(glob_regex(p).fullmatch(path) for p in patterns)
 
 
-def scan(sources: list[SourceSettings], max_bytes: int) -> Scan:
+def scan(sources: list[SourceSettings], max_file_mb: float) -> Scan:
     """Every file to index, plus the ones left out and why; raises SourceError."""
     result = Scan()
     for index, settings in enumerate(sources):
@@ -82,7 +82,7 @@ def scan(sources: list[SourceSettings], max_bytes: int) -> Scan:
         if not root.exists():
             raise SourceError(f"{where}: {root} does not exist")
         if root.is_file():
-            _add(result, root, root.name, settings, max_bytes)
+            _add(result, root, root.name, settings, max_file_mb)
             continue
         if not root.is_dir():
             raise SourceError(f"{where}: {root} is neither a folder nor a file")
@@ -100,11 +100,13 @@ def scan(sources: list[SourceSettings], max_bytes: int) -> Scan:
                 rel = (relative_folder / name).as_posix()
                 if _matches(settings.exclude, rel) or not _matches(settings.include, rel):
                     continue
-                _add(result, Path(folder) / name, f"{root.name}/{rel}", settings, max_bytes)
+                _add(result, Path(folder) / name, f"{root.name}/{rel}", settings, max_file_mb)
     return result
 
 
-def _add(result: Scan, path: Path, source: str, settings: SourceSettings, max_bytes: int) -> None:
+def _add(
+    result: Scan, path: Path, source: str, settings: SourceSettings, max_file_mb: float
+) -> None:
     if kind_of(path) is None:
         result.unsupported[path.suffix.lower() or path.name] += 1
         return
@@ -114,12 +116,11 @@ def _add(result: Scan, path: Path, source: str, settings: SourceSettings, max_by
         reason = f"cannot read: {exc.strerror or exc}"
         result.skipped.append(Skipped(source, reason, settings.collection))
         return
-    if size > max_bytes:
+    if size > max_file_mb * 2**20:
         result.skipped.append(
             Skipped(
                 source,
-                f"too large ({size / 2**20:.1f} MB > knowledge.max_file_mb "
-                f"{max_bytes / 2**20:g} MB)",
+                f"too large ({size / 2**20:.1f} MB > knowledge.max_file_mb {max_file_mb:g} MB)",
                 settings.collection,
             )
         )

@@ -181,8 +181,9 @@ class ChromaStore:
 
     def reset(self) -> None:
         """Drop the collection (a different embedder or chunking makes every vector stale)."""
+        client = self.client
         try:
-            self.client.delete_collection(self.settings.collection)
+            client.delete_collection(self.settings.collection)
         except Exception as exc:  # not there: nothing to drop
             log.debug("delete_collection: %s", exc)
         self._collection = None

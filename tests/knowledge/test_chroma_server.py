@@ -1,0 +1,70 @@
+"""Server mode: the same knowledge base against a real `chroma run` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from knowledge.base import KnowledgeBase
+from knowledge.store import StoreError
+from tests.knowledge.servers import free_port, wait_http
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KB = Callable[..., KnowledgeBase]
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
+    assert chroma, "the chromadb package ships the `chroma` command"
+    port = free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_build_search_and_incremental_update_on_a_chroma_server(
+    make_kb: KB, corpus: Path, chroma_server: int
+) -> None:
+    store = {"kind": "http", "host": "127.0.0.1", "port": chroma_server, "collection": "docs-1"}
+    kb = make_kb(sources=[{"path": str(corpus)}], store=store)
+    report = kb.build(progress=False)
+    assert report.documents == 9
+    assert kb.store.count() == report.chunks
+    assert not (kb.root / "chroma").exists()  # nothing embedded on this side
+    assert kb.status().store == f"chroma http http://127.0.0.1:{chroma_server} collection docs-1"
+
+    hits = kb.search("如何把模型部署到 TensorRT？", k=3)
+    assert hits[0].source == "corpus/zh/部署.md"
+    assert hits[0].scores["dense"] > 0.2
+
+    faq = kb.manifest.chunk_ids("default:corpus/faq.txt")
+    (corpus / "faq.txt").unlink()
+    report = kb.build(progress=False)
+    assert report.removed == 1
+    assert not faq & kb.store.ids()
+    assert kb.store.count() == report.chunks
+
+
+def test_an_unreachable_server_is_one_clear_error(make_kb: KB, corpus: Path) -> None:
+    store = {"kind": "http", "host": "127.0.0.1", "port": free_port()}
+    kb = make_kb(sources=[{"path": str(corpus)}], store=store)
+    with pytest.raises(StoreError, match=r"cannot open chroma http http://127.0.0.1:\d+"):
+        kb.build(progress=False)

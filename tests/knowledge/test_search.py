@@ -1,0 +1,102 @@
+"""Hybrid search finds the passage that answers a question, in English and in Chinese."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from knowledge.base import KnowledgeBase
+
+pytestmark = pytest.mark.integration
+
+KB = Callable[..., KnowledgeBase]
+
+QUESTIONS = [
+    ("How do I install the package with pip?", "corpus/en/install.md", "Installation"),
+    ("training stopped with CUDA out of memory", "corpus/faq.txt", ""),
+    ("how to change the learning rate schedule", "corpus/en/config.md", "Learning rate"),
+    ("how do I resume training from a checkpoint", "corpus/en/manual.pdf", "p. 1"),
+    ("which version added rotated boxes", "corpus/en/changelog.html", "Version 3.2.0"),
+    ("how is the mAP computed on the validation set", "corpus/en/evaluation.rst", "mAP"),
+    ("what error does build_detector raise for an unknown type", "corpus/builder.py", "build_"),
+    ("TensorRT 推理引擎怎么构建？", "corpus/zh/部署.md", "TensorRT"),
+    ("没有显卡能不能在 CPU 上推理", "corpus/zh/部署.md", "CPU"),
+    ("自定义数据集的标注文件是什么格式", "corpus/zh/数据集.md", "COCO"),
+]
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory, use_embedder: object) -> Iterator[KnowledgeBase]:
+    from knowledge.config import KnowledgeSettings
+    from tests.knowledge.conftest import DATA
+
+    root = tmp_path_factory.mktemp("search")
+    settings = KnowledgeSettings.model_validate(
+        {"sources": [{"path": str(DATA / "corpus")}], "chunking": {"max_tokens": 96}}
+    )
+    kb = KnowledgeBase(settings, root / "work", embedder=use_embedder)  # type: ignore[arg-type]
+    kb.build(progress=False)
+    yield kb
+    kb.close()
+
+
+@pytest.mark.parametrize(("question", "source", "title"), QUESTIONS)
+def test_the_answering_passage_comes_first(
+    kb: KnowledgeBase, question: str, source: str, title: str
+) -> None:
+    hits = kb.search(question, k=3)
+    assert hits[0].source == source, [(h.source, h.title) for h in hits]
+    assert title in hits[0].title
+    assert set(hits[0].scores) == {"dense", "bm25", "rrf"}
+    assert hits[0].score == hits[0].scores["rrf"]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_hits_carry_sources_for_citations(kb: KnowledgeBase) -> None:
+    chunk = kb.search("pip install mmfoo", k=1)[0].to_chunk()
+    assert chunk.source == "corpus/en/install.md"
+    assert chunk.title.startswith("Installation")
+    assert "pip install mmfoo" in chunk.text
+    assert chunk.scores["bm25"] > 0
+
+
+def test_weighted_fusion_ranks_too(kb: KnowledgeBase) -> None:
+    settings = kb.settings.model_copy(
+        update={"search": kb.settings.search.model_copy(update={"fusion": "weighted"})}
+    )
+    weighted = KnowledgeBase(settings, kb.root.parent, embedder=kb.embedder)
+    hits = weighted.search("如何把模型部署到 TensorRT？", k=3)
+    assert hits[0].source == "corpus/zh/部署.md"
+    assert 0 < hits[0].score <= 1 and "weighted" in hits[0].scores
+    weighted.close()
+
+
+def test_collections_filter(make_kb: KB, corpus: Path) -> None:
+    kb = make_kb(
+        sources=[
+            {"path": str(corpus / "en"), "collection": "english"},
+            {"path": str(corpus / "zh"), "collection": "chinese"},
+        ]
+    )
+    kb.build(progress=False)
+    assert {h.collection for h in kb.search("install", k=10, collection="chinese")} == {"chinese"}
+    assert {h.source for h in kb.search("TensorRT", k=10, collection="english")} <= {
+        f"en/{p.name}" for p in (corpus / "en").iterdir()
+    }
+
+
+def test_similarity_scores_for_the_rejection_gate(kb: KnowledgeBase) -> None:
+    on_topic, chitchat = kb.similarity(["how do I install mmfoo with pip", "哈哈哈 晚上吃什么"])
+    assert on_topic.dense_max > chitchat.dense_max
+    assert on_topic.bm25_max > 0 and chitchat.bm25_max == 0
+    assert on_topic.dense_max >= on_topic.dense_topk_mean
+    rows = kb.manifest.chunks([on_topic.best_chunk_id or ""])
+    assert rows[on_topic.best_chunk_id or ""].source == "corpus/en/install.md"
+
+
+def test_an_empty_knowledge_base_finds_nothing(make_kb: KB, corpus: Path) -> None:
+    kb = make_kb(sources=[{"path": str(corpus)}])
+    assert kb.search("anything") == []
+    assert kb.similarity(["anything"])[0].best_chunk_id is None
