@@ -53,6 +53,7 @@ from starlette.routing import BaseRoute, Route
 from adapters.base import Adapter, Delivery, Inbox, SendError
 from adapters.feishu_format import (
     RATE_LIMIT_CODES,
+    TOKEN_INVALID_CODES,
     TOO_LONG_CODES,
     Part,
     Skipped,
@@ -306,7 +307,8 @@ class FeishuAdapter(Adapter):
 
     async def send(self, delivery: Delivery, reply: Reply) -> str | None:
         """Post the reply as one or more `post` messages; the first one's id is returned."""
-        queue = [(str(i), part) for i, part in enumerate(plan_parts(reply, self.max_chars()))]
+        parts = plan_parts(reply, self.settings.max_message_chars)
+        queue = [(str(i), part) for i, part in enumerate(parts)]
         first_id: str | None = None
         while queue:
             path, part = queue.pop(0)
@@ -326,9 +328,6 @@ class FeishuAdapter(Adapter):
             first_id = first_id or sent_id
             self._texts.put(sent_id, part.text)
         return first_id
-
-    def max_chars(self) -> int:
-        return self.settings.max_message_chars
 
     def _uuid(self, delivery: Delivery, path: str, content: str) -> str:
         """Same message, same part, same content: same key, so Feishu drops a resend."""
@@ -377,6 +376,9 @@ class FeishuAdapter(Adapter):
             # Transport failures, and answers that are not JSON (a proxy's error page).
             raise SendError(f"feishu: {type(exc).__name__}: {exc}", retryable=True) from None
         status = response.raw.status_code if response.raw is not None else None
+        if response.code in TOKEN_INVALID_CODES:
+            # The SDK would keep handing out the cached token until it expires.
+            TokenManager.cache.set(f"self_tenant_token:{self.settings.app_id}", "", 0)
         if not response.success():
             raise FeishuError(what, response.code, response.msg or "", status)
         return str(response.data.message_id if response.data else "")
@@ -405,23 +407,15 @@ class FeishuAdapter(Adapter):
             )
             response = await self.client.arequest(request)
             body = json.loads(response.raw.content or b"{}")
-        except SendError as exc:
-            raise RuntimeError(
-                f"feishu: cannot reach the open API at {self._origin()}: {exc}"
-            ) from None
-        except (httpx.HTTPError, ValueError) as exc:
-            raise RuntimeError(
-                f"feishu: cannot get the bot info from {self._origin()}: {exc}"
-            ) from None
+        except (SendError, httpx.HTTPError, ValueError) as exc:
+            where = self.settings.domain
+            raise RuntimeError(f"feishu: cannot get the bot info from {where}: {exc}") from None
         if body.get("code") != 0:
             raise RuntimeError(
                 f"feishu: cannot get the bot info: code {body.get('code')}: {body.get('msg')} "
                 "(check app_id/app_secret, and that the app has the bot capability)"
             )
         return dict(body.get("bot") or {})
-
-    def _origin(self) -> str:
-        return self.settings.domain
 
 
 def _sdk_reason(content: bytes) -> str:
@@ -434,6 +428,7 @@ def _sdk_reason(content: bytes) -> str:
 def _send_error(exc: FeishuError) -> SendError:
     retryable = (
         exc.code in RATE_LIMIT_CODES
+        or exc.code in TOKEN_INVALID_CODES
         or exc.status == 429
         or (exc.status is not None and exc.status >= 500)
     )

@@ -23,6 +23,8 @@ PLATFORM = "feishu"
 # frequency limit. The others were named in the issue; kept so they are handled either way.
 RATE_LIMIT_CODES = frozenset({99991400, 99991402, 230020, 11020, 11021, 11232})
 TOO_LONG_CODES = frozenset({230025, 230021, 230022})
+# The tenant token was refused (revoked, or the secret was rotated): fetch a new one and retry.
+TOKEN_INVALID_CODES = frozenset({99991663})
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _FENCE = re.compile(r"```([\w+#.\-]*)[ \t]*\n(.*?)(?:\n)?```", re.S)

@@ -158,3 +158,16 @@ async def test_unreachable_open_api_is_a_retryable_send_error() -> None:
     with pytest.raises(SendError) as error:
         await adapter.send(delivery, Reply(text="hello"))
     assert error.value.retryable is True
+
+
+async def test_refused_token_is_fetched_again_and_the_send_retried(
+    feishu_bot: MakeFeishuBot,
+) -> None:
+    fb = await feishu_bot()
+    tokens_before = fb.fake.token_requests
+    fb.fake.failures = [Failure(400, 99991663, "Invalid access token for authorization")]
+    await fb.post(event(fb))
+    view = await fb.only_message()
+    assert view["status"] == "answered"
+    assert view["reply"]["attempts"] == 2
+    assert fb.fake.token_requests == tokens_before + 1
