@@ -298,23 +298,69 @@ class Checks:
 
 def describe_gguf(path: Path) -> str:
     """Architecture, size and context length from the GGUF header, without loading weights."""
-    from gguf import GGUFReader
+    from bot.llm.gguf_info import GGUFInfo
 
-    reader = GGUFReader(str(path))
+    info = GGUFInfo.read(path)
+    size_mb = info.file_size / 2**20
+    return (
+        f"{info.name} ({info.arch}, {info.file_type}, {info.block_count} layers, "
+        f"trained context {info.context_length}, {size_mb:.0f} MiB)"
+    )
 
-    def field(name: str) -> Any:
-        item = reader.fields.get(name)
-        if item is None:
-            return None
-        value = item.contents()
-        return value
 
-    arch = field("general.architecture") or "?"
-    name = field("general.name") or path.name
-    context = field(f"{arch}.context_length")
-    layers = field(f"{arch}.block_count")
-    size_mb = path.stat().st_size / 2**20
-    return f"{name} ({arch}, {layers} layers, trained context {context}, {size_mb:.0f} MiB)"
+def check_local_model(checks: Checks, config: Config) -> None:
+    """The GGUF file and the planner's decision for llm.tier (layers, context, KV cache)."""
+    from bot.llm.llama_cpp import ModelError, plan_for_settings, resolve_model_path
+
+    try:
+        model_path = resolve_model_path(config.llm)
+        checks.ok("model file", describe_gguf(model_path))
+        plan = plan_for_settings(config.llm, model_path)
+    except ModelError as exc:
+        checks.bad("model file", str(exc))
+        return
+    except Exception as exc:
+        checks.bad("model file", f"not a readable GGUF file: {exc}")
+        return
+    what = f"plan for tier {plan.tier.name}"
+    if plan.status == "does-not-fit":
+        checks.bad(what, "; ".join((plan.summary(), *plan.advice[:2])))
+    elif plan.status == "partial" or (plan.tier.gpu_gib > 0 and plan.n_gpu_layers == 0):
+        checks.warn(what, plan.summary())
+    else:
+        checks.ok(what, plan.summary())
+    for line in plan.lines()[3:]:
+        click.echo(f"        {line}")
+    import llama_cpp
+
+    if plan.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+        checks.warn(
+            "GPU offload",
+            "this llama-cpp-python build has no GPU support: reinstall it with "
+            "CMAKE_ARGS=-DGGML_CUDA=on (or set llm.tier: cpu)",
+        )
+
+
+def check_remote_model(checks: Checks, config: Config) -> None:
+    """Can the OpenAI-compatible server be reached, and does it accept the key?"""
+    import httpx
+
+    remote = config.llm.remote
+    headers = {}
+    if remote.api_key is not None and remote.api_key.get_secret_value():
+        headers["Authorization"] = f"Bearer {remote.api_key.get_secret_value()}"
+    what = f"remote model {remote.model or '(no model set)'} at {remote.base_url}"
+    try:
+        response = httpx.get(f"{remote.base_url}/models", headers=headers, timeout=5.0)
+    except httpx.HTTPError as exc:
+        checks.warn(what, f"cannot reach it ({type(exc).__name__}): check llm.remote.base_url")
+        return
+    if response.status_code in (401, 403):
+        checks.bad(what, f"HTTP {response.status_code}: check llm.remote.api_key")
+    elif response.status_code >= 400:
+        checks.warn(what, f"GET /models answered HTTP {response.status_code}")
+    else:
+        checks.ok(what, "reachable")
 
 
 @main.command()
@@ -354,15 +400,10 @@ def doctor(config_path: Path) -> None:
     except Exception as exc:
         checks.bad("database", f"cannot open {config.database.url}: {exc}")
 
-    from bot.llm.llama_cpp import ModelError, resolve_model_path
-
-    try:
-        model_path = resolve_model_path(config.llm)
-        checks.ok("model file", describe_gguf(model_path))
-    except ModelError as exc:
-        checks.bad("model file", str(exc))
-    except Exception as exc:
-        checks.bad("model file", f"not a readable GGUF file: {exc}")
+    if config.llm.backend in ("llama_cpp", "hybrid"):
+        check_local_model(checks, config)
+    if config.llm.backend in ("openai", "hybrid"):
+        check_remote_model(checks, config)
     try:
         import llama_cpp
 

@@ -139,10 +139,17 @@ class Plan:
             f"trained context {self.trained_ctx}, file {self.file_size / 1e9:.2f} GB",
             f"tier {self.tier.name} ({budget}; recommended: {self.tier.recommended})",
             self.summary(),
-            f"GPU {gib(mem.gpu)} of {gib(self.gpu_usable)} usable "
-            f"(weights {gib(mem.weights_gpu)}, KV {gib(mem.kv_gpu)}, "
-            f"compute {gib(mem.compute_gpu)}); host {gib(mem.cpu)} of {gib(self.ram_usable)}",
+            f"host memory {gib(mem.cpu)} of {gib(self.ram_usable)} usable "
+            f"(weights {gib(mem.weights_cpu)}, KV {gib(mem.kv_cpu)}, "
+            f"compute {gib(mem.compute_cpu)})",
         ]
+        if self.tier.gpu_gib > 0:
+            out.insert(
+                3,
+                f"GPU {gib(mem.gpu)} of {gib(self.gpu_usable)} usable "
+                f"(weights {gib(mem.weights_gpu)}, KV {gib(mem.kv_gpu)}, "
+                f"compute {gib(mem.compute_gpu)})",
+            )
         out += [f"why: {reason}" for reason in self.reasons]
         out += [f"advice: {item}" for item in self.advice]
         return out
