@@ -230,6 +230,7 @@ class FakeFeishu:
     acks: list[dict[str, Any]] = field(default_factory=list)
     ack_times: dict[str, float] = field(default_factory=dict)  # frame id -> perf_counter()
     pings: int = 0
+    endpoint_down: bool = False  # /callback/ws/endpoint answers 503, as in an outage
 
     def __post_init__(self) -> None:
         self._by_uuid: dict[str, Sent] = {}
@@ -368,6 +369,9 @@ class FakeFeishu:
     async def _endpoint(self, request: Request) -> JSONResponse:
         body = await request.json()
         self.endpoint_requests += 1
+        await self._notify()
+        if self.endpoint_down:
+            return JSONResponse({"code": 1, "msg": "system busy"}, 503)
         if body.get("AppID") != self.app_id or body.get("AppSecret") != self.app_secret:
             return JSONResponse({"code": 403, "msg": "app id or secret is invalid"})
         device = os.urandom(6).hex()

@@ -16,7 +16,11 @@ from tests.adapters.feishu.conftest import (
 )
 from tests.adapters.feishu.fake_feishu import load_event
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # lark-oapi's own logging call, when a ping finds the socket gone
+    pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning"),
+]
 
 
 def event(name: str, fb: FeishuBot, **overrides: object) -> dict:
@@ -110,3 +114,25 @@ async def test_stop_ends_the_websocket_thread(feishu_bot: MakeFeishuBot) -> None
     await fb.adapter.stop()
     assert not thread.is_alive()
     await fb.fake.wait_for(lambda: not fb.fake.connected)
+
+
+async def test_keeps_retrying_through_an_outage(feishu_bot: MakeFeishuBot) -> None:
+    fb = await connected(feishu_bot)
+    fb.fake.endpoint_down = True
+    await fb.fake.drop()
+    await fb.fake.wait_for(lambda: fb.fake.endpoint_requests >= 3)  # retried every second
+    assert not fb.fake.connected
+    fb.fake.endpoint_down = False
+    await fb.fake.wait_for(lambda: fb.fake.connected)
+    await fb.fake.push_event(event("text_group.json", fb))
+    await fb.fake.wait_for(lambda: len(fb.fake.sent) == 1)
+
+
+async def test_stop_while_reconnecting(feishu_bot: MakeFeishuBot) -> None:
+    fb = await connected(feishu_bot)
+    fb.fake.endpoint_down = True
+    await fb.fake.drop()
+    await fb.fake.wait_for(lambda: fb.fake.endpoint_requests >= 2)
+    thread = fb.adapter._websocket._thread  # type: ignore[union-attr]
+    await fb.adapter.stop()
+    assert not thread.is_alive()
