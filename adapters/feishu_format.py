@@ -199,10 +199,13 @@ class Part:
     references: tuple[Reference, ...] = ()
     mentions: tuple[str, ...] = ()
     label: str = field(default="References", compare=False)
+    first_number: int = 1  # of the references here, so [n] in the answer keeps its meaning
+
+    def numbered(self) -> list[tuple[int, Reference]]:
+        return list(enumerate(self.references, self.first_number))
 
     def size(self) -> int:
-        refs = enumerate(self.references, 1)
-        return len(self.text) + sum(len(_reference_line(i, ref)) for i, ref in refs)
+        return len(self.text) + sum(len(_reference_line(i, ref)) for i, ref in self.numbered())
 
 
 def _reference_line(number: int, ref: Reference) -> str:
@@ -246,7 +249,7 @@ def post_content(part: Part) -> dict[str, Any]:
             paragraphs.insert(0, ats)
     if part.references:
         paragraphs.append([{"tag": "text", "text": f"{part.label}:"}])
-        for number, ref in enumerate(part.references, 1):
+        for number, ref in part.numbered():
             if ref.url:
                 paragraphs.append(
                     [
@@ -332,8 +335,8 @@ def split_part(part: Part) -> list[Part]:
             return [part]
         half = len(part.references) // 2
         return [
-            Part(part.text, part.references[:half], part.mentions, part.label),
-            Part("", part.references[half:], label=part.label),
+            Part(part.text, part.references[:half], part.mentions, part.label, part.first_number),
+            Part("", part.references[half:], (), part.label, part.first_number + half),
         ]
     pieces = split_text(part.text, max(len(part.text) // 2 + 1, 1))
     if len(pieces) == 1:
@@ -341,5 +344,6 @@ def split_part(part: Part) -> list[Part]:
         pieces = [part.text[:middle], part.text[middle:]]
     result = [Part(piece, label=part.label) for piece in pieces]
     result[0] = Part(result[0].text, (), part.mentions, part.label)
-    result[-1] = Part(result[-1].text, part.references, result[-1].mentions, part.label)
+    last = result[-1]
+    result[-1] = Part(last.text, part.references, last.mentions, part.label, part.first_number)
     return result

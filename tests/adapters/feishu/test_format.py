@@ -175,3 +175,12 @@ def test_split_part_halves_and_keeps_order() -> None:
     assert first.mentions == ("ou_x",) and second.mentions == ()
     assert first.references == () and second.references == part.references
     assert split_part(Part("x")) == [Part("x")]
+
+
+def test_references_split_apart_keep_their_numbers() -> None:
+    refs = tuple(Reference(f"docs/{i}.md") for i in range(1, 5))
+    first, second = split_part(Part("", refs))
+    assert [n for n, _ in first.numbered()] == [1, 2]
+    assert [n for n, _ in second.numbered()] == [3, 4]
+    lines = [p[0]["text"] for p in post_content(second)["zh_cn"]["content"][1:]]
+    assert lines == ["[3] docs/3.md", "[4] docs/4.md"]
