@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.cli import EXIT_CONFIG, config_option, fail, load
+from bot.cli_support import EXIT_CONFIG, config_option, fail, load
 
 if TYPE_CHECKING:
     from bot.config import Config

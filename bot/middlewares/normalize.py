@@ -15,7 +15,9 @@ from bot.pipeline import BaseMiddleware, CallNext
 _MENTION = re.compile(r"(?<![\w.])@[\w\-.]+\s?")
 # A quoted earlier message pasted above the question, WeChat/WeCom style: 「name：text」 + dashes.
 _QUOTE = re.compile(r"^「[^」]*」\s*\n?-\s?-\s?-.*?\n", re.S)
-_SPACES = re.compile(r"[ \t\u3000]+")
+# Runs of spaces inside a line; leading indentation is kept (it matters in pasted code).
+_SPACES = re.compile(r"(?<=\S)[ \t\u3000]{2,}")
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 class NormalizeOptions(BaseModel):
@@ -32,8 +34,8 @@ class Normalize(BaseMiddleware[NormalizeOptions]):
         options = self.options
         text = _QUOTE.sub("", ctx.question)
         text = _MENTION.sub(" ", text)
-        lines = [_SPACES.sub(" ", line).strip() for line in text.splitlines()]
-        text = "\n".join(line for line in lines if line)
+        lines = [_SPACES.sub(" ", line).rstrip() for line in text.splitlines()]
+        text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
         truncated = len(text) > options.max_chars
         text = text[: options.max_chars]
         ctx.language = detect_language(text)

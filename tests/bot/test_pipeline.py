@@ -184,3 +184,13 @@ async def test_middleware_written_without_the_base_class(
     )
     reply = await pipeline.run(make_context(config))
     assert reply == Reply(text="QUIET WORDS")
+
+
+async def test_normalize_keeps_code_indentation(config_factory: Callable[..., Config]) -> None:
+    config = config_factory()
+    llm = ScriptedChatModel("fix the indent")
+    pipeline = build_pipelines(build_services(config, llm=llm))[""]
+    question = "@bot why does this fail?\n\n\n\ndef f():\n    return  1\n"
+    ctx = make_context(config, question)
+    await pipeline.run(ctx)
+    assert ctx.question == "why does this fail?\n\ndef f():\n    return 1"
