@@ -78,7 +78,12 @@ class BuildReport:
     skipped: list[Skipped] = field(default_factory=list)
     unsupported: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # Where the time went: reading, hashing and chunking; the embedder itself; everything else
+    # in the embedding loop (tokenizing, waiting for the writer); BM25 and clean-up at the end.
+    read_seconds: float = 0.0
     embed_seconds: float = 0.0
+    write_seconds: float = 0.0
+    index_seconds: float = 0.0
     rebuilt: bool = False  # everything was re-embedded (first build, new embedder or chunking)
     reason: str = ""
 

@@ -18,7 +18,7 @@ from knowledge.config import StoreSettings
 
 log = logging.getLogger(__name__)
 
-ADD_BATCH = 1000
+ADD_BATCH = 2048
 
 
 class StoreError(Exception):
@@ -33,11 +33,7 @@ class Neighbour:
 
 class VectorStore(Protocol):
     def upsert(
-        self,
-        ids: list[str],
-        embeddings: np.ndarray,
-        documents: list[str],
-        metadatas: list[dict[str, Any]],
+        self, ids: list[str], embeddings: np.ndarray, metadatas: list[dict[str, Any]]
     ) -> None: ...
 
     def query(
@@ -119,18 +115,13 @@ class ChromaStore:
         return self._collection
 
     def upsert(
-        self,
-        ids: list[str],
-        embeddings: np.ndarray,
-        documents: list[str],
-        metadatas: list[dict[str, Any]],
+        self, ids: list[str], embeddings: np.ndarray, metadatas: list[dict[str, Any]]
     ) -> None:
         for start in range(0, len(ids), ADD_BATCH):
             end = start + ADD_BATCH
             self.collection.upsert(
                 ids=ids[start:end],
                 embeddings=embeddings[start:end],
-                documents=documents[start:end],
                 metadatas=metadatas[start:end],
             )
 

@@ -183,8 +183,13 @@ def test_a_missing_source_is_an_error_that_deletes_nothing(make_kb: KB, corpus: 
 
 
 def test_an_interrupted_build_is_finished_by_the_next_one(
-    make_kb: KB, corpus: Path, use_embedder: Embedder, tmp_path: Path
+    make_kb: KB,
+    corpus: Path,
+    use_embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("knowledge.indexer.STORE_BATCH", 4)  # store every batch
     settings = {"sources": [{"path": str(corpus)}], "embedder": {"batch_size": 4}}
     crashing = CountingEmbedder(use_embedder, fail_after=8)
     kb = KnowledgeBase(make_kb(**settings).settings, tmp_path / "work", embedder=crashing)
