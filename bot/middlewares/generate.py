@@ -126,6 +126,8 @@ class Generate(BaseMiddleware[GenerateOptions]):
         ctx.record(
             model=model,
             completion_tokens=completion_tokens,
+            # A stream does not say why it ended; an answer at the limit was most likely cut.
+            finish_reason="length" if completion_tokens >= self.max_tokens else "stop",
             tokens_per_s=round(completion_tokens / (decode_ms / 1000), 1)
             if decode_ms > 0
             else None,
