@@ -83,6 +83,7 @@ class Generate(BaseMiddleware[GenerateOptions]):
 
     async def stream(self, ctx: TurnContext) -> AsyncIterator[str]:
         """The answer, piece by piece, from the first backend that delivers one."""
+        started = time.perf_counter()
         llm = self.services.llm
         full = self.render(
             ctx, ctx.chunks, ctx.history if self.options.use_history else [], ctx.question
@@ -96,14 +97,11 @@ class Generate(BaseMiddleware[GenerateOptions]):
                 fitted.messages, max_tokens=self.max_tokens, temperature=self.options.temperature
             )
 
-        started = time.perf_counter()
         first: float | None = None
-        pieces = 0
         async for piece in stream_with_fallback(routes, start):
             if first is None:
                 first = time.perf_counter()
                 ctx.chunks = packed["last"].chunks  # the numbering the model saw
-            pieces += 1
             if self.on_token is not None:
                 self.on_token(piece)
             yield piece
