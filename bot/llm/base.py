@@ -111,14 +111,15 @@ MESSAGE_OVERHEAD_TOKENS = 8  # role markers and separators of a typical chat tem
 
 
 def estimate_tokens(text: str) -> int:
-    """A deliberately high token count for models whose tokenizer we do not have: one per CJK
-    character, digit or symbol, and about one per four letters of a word."""
+    """A deliberately high token count for models whose tokenizer we do not have: 1.5 per CJK
+    character (Chinese-trained vocabularies need 0.6-1, GPT-3.5's about 1.3), one per digit or
+    symbol, and one per three letters of a word."""
     cjk = len(_CJK.findall(text))
     rest = _CJK.sub(" ", text)
     count = 0
     for piece in _WORDISH.findall(rest):
-        count += -(-len(piece) // 4) if piece[0].isalpha() else 1
-    return cjk + count
+        count += -(-len(piece) // 3) if piece[0].isalpha() else 1
+    return -(-cjk * 3 // 2) + count
 
 
 def count_tokens(llm: Any, text: str) -> int:

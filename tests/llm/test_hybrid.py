@@ -150,3 +150,25 @@ async def test_stream_falls_back_before_the_first_token_only() -> None:
         with pytest.raises(LLMError, match="broke off"):
             [p async for p in llm.stream(SHORT)]
         await llm.close()
+
+
+@pytest.mark.slow
+async def test_real_local_model_scores_with_probabilities_and_remote_answers_long() -> None:
+    from bot.llm.llama_cpp import LlamaCppChatModel
+
+    server = FakeOpenAI(default=Step(pieces=["remote ", "answer"]))
+    local = LlamaCppChatModel(LLMSettings(n_ctx=1024, n_threads=2))
+    async with server.running() as url:
+        remote = OpenAICompatibleChatModel(
+            RemoteLLMSettings(base_url=url, model="big", max_context=65536), LLMSettings()
+        )
+        llm = HybridChatModel(local, remote, RoutingSettings())
+        await llm.warm_up()
+        with collect_notes() as notes:
+            result = await score(llm, SHORT)
+        assert result.method == "probabilities" and notes["route"] == local.name
+        with collect_notes() as notes:
+            pieces = [p async for p in llm.stream(LONG, max_tokens=32)]
+        assert "".join(pieces) == "remote answer" and notes["route"] == "openai:big"
+        assert "do not fit the local context 1024" in notes["route_reason"]
+        await llm.close()

@@ -215,3 +215,15 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def test_a_local_gguf_gives_exact_token_counts_for_a_remote_model() -> None:
+    from bot.llm.llama_cpp import LlamaCppChatModel, bundled_model_path
+
+    settings = RemoteLLMSettings(tokenizer=bundled_model_path())
+    model = OpenAICompatibleChatModel(settings)
+    local = LlamaCppChatModel(LLMSettings())
+    text = "如何安装 mmdetection? pip install mmdet==3.3.0"
+    assert model.count_tokens(text) == local.count_tokens(text)
+    estimated = OpenAICompatibleChatModel(RemoteLLMSettings())
+    assert estimated.count_tokens(text) >= model.count_tokens(text)  # the estimate errs high
