@@ -278,7 +278,12 @@ def plan_model(
 
     # -- CPU only: everything must fit in host memory ----------------------------------------
     if tier.gpu_gib <= 0 or n_gpu_layers == 0:
-        reasons.append("no GPU in this tier: all layers run on the CPU")
+        if tier.gpu_gib > 0:
+            reasons.append("n_gpu_layers 0 set in bot.yaml: all layers run on the CPU")
+        else:
+            reasons.append("no GPU in this tier: all layers run on the CPU")
+        if n_gpu_layers:
+            reasons.append(f"n_gpu_layers {n_gpu_layers} ignored: set llm.tier to your GPU")
         cpu_options = [
             _Option(0, ctx, kv, ubatches[0], kv != "f16") for ctx in contexts for kv in kv_types
         ]
