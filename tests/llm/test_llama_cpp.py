@@ -66,3 +66,15 @@ async def test_a_prompt_beyond_the_context_fails_clearly(model: LlamaCppChatMode
         await model.complete(long, max_tokens=4)
     with pytest.raises(ContextTooLong):
         await model.score(long)
+
+
+async def test_generation_runs_off_the_event_loop(model: LlamaCppChatModel) -> None:
+    """Other groups' messages keep moving while the model generates."""
+    await model.warm_up()
+    answer = asyncio.create_task(model.complete(MESSAGES, max_tokens=16))
+    ticks = 0
+    while not answer.done():
+        await asyncio.sleep(0.001)
+        ticks += 1
+    assert 0 < (await answer).completion_tokens <= 16
+    assert ticks > 1
