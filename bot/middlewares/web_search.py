@@ -33,8 +33,13 @@ class WebSearchOptions(BaseModel):
     base_url: str = "https://google.serper.dev"
     api_key: SecretStr = Field(SecretStr(""), description="write ${SERPER_API_KEY}")
     when: Literal["weak", "always"] = "weak"
+    score_key: str = Field(
+        "dense",
+        description="the passage score that says how well retrieval went (Chunk.scores key; "
+        "the fused score when absent): dense cosine similarity by default",
+    )
     min_score: float = Field(
-        0.5, description="search when no retrieved chunk scores at least this (when: weak)"
+        0.5, description="search when no retrieved passage scores at least this (when: weak)"
     )
     results: int = Field(5, ge=1, le=20, description="search results to ask for")
     fetch: int = Field(3, ge=0, le=10, description="top pages to fetch and extract")
@@ -79,10 +84,14 @@ class WebSearch(BaseMiddleware[WebSearchOptions]):
                 "the key, or take web_search out of the pipeline"
             )
 
+    def strength(self, ctx: TurnContext) -> float | None:
+        """How well retrieval went: the best passage's ``score_key`` score."""
+        key = self.options.score_key
+        return max((c.scores.get(key, c.score) for c in ctx.chunks), default=None)
+
     def weak(self, ctx: TurnContext) -> bool:
-        if self.options.when == "always" or not ctx.chunks:
-            return True
-        return max(chunk.score for chunk in ctx.chunks) < self.options.min_score
+        best = self.strength(ctx)
+        return self.options.when == "always" or best is None or best < self.options.min_score
 
     def query(self, ctx: TurnContext) -> str:
         sites = [f"site:{site}" for site in self.options.sites]
@@ -141,9 +150,9 @@ class WebSearch(BaseMiddleware[WebSearchOptions]):
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
         options = self.options
-        best = max((c.score for c in ctx.chunks), default=None)
+        best = self.strength(ctx)
         if not self.weak(ctx):
-            ctx.record(searched=False, best_score=best, threshold=options.min_score)
+            ctx.record(searched=False, score=best, threshold=options.min_score)
             return await call_next(ctx)
         query = self.query(ctx)
         timeout = httpx.Timeout(options.timeout_seconds)
@@ -175,7 +184,10 @@ class WebSearch(BaseMiddleware[WebSearchOptions]):
                 *(self.fetch(web, r["link"]) for r in top), return_exceptions=True
             )
         # The fetched pages, each replaced by its search snippet when it could not be read;
-        # with fetch: 0, the snippets of all results.
+        # with fetch: 0, the snippets of all results. They rank below every retrieved passage
+        # (the group's own documents come first when the prompt must be shortened), in result
+        # order.
+        floor = min((c.score for c in ctx.chunks), default=1.0)
         for rank, result in enumerate(top or results):
             page = pages[rank] if rank < len(pages) else ""
             if isinstance(page, BaseException):
@@ -190,9 +202,7 @@ class WebSearch(BaseMiddleware[WebSearchOptions]):
                     source=result["link"],
                     title=str(result.get("title") or ""),
                     url=result["link"],
-                    # Just under the "good enough" line, in result order: retrieved chunks that
-                    # passed it stay ahead when the prompt must be shortened.
-                    score=options.min_score - 0.001 * (rank + 1),
+                    score=floor * (1 - 0.01 * (rank + 1)),
                     scores={"web_rank": float(rank + 1)},
                 )
             )
@@ -200,7 +210,7 @@ class WebSearch(BaseMiddleware[WebSearchOptions]):
         ctx.record(
             searched=True,
             query=query,
-            best_score=best,
+            score=best,
             threshold=options.min_score,
             results=len(results),
             pages=len(added),
