@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from knowledge.gate.text import TEXT_FEATURES, text_features
 
+KINDS = ("lr",)
 CACHE = Path("/work/bench-cache/rejection-proto")
 DEV = Path("/work/shared/bench/rejection-dev")
 
@@ -78,7 +79,12 @@ def knn_features(emb: np.ndarray, y: np.ndarray, rows: np.ndarray, ref: np.ndarr
 
 def make_model(kind: str):
     if kind == "lr":
-        base = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+        base = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(
+                C=float(__import__("os").environ.get("GATE_C", "0.5")), max_iter=2000
+            ),
+        )
     elif kind == "hgb":
         base = HistGradientBoostingClassifier(
             max_depth=3,
@@ -193,7 +199,7 @@ def main() -> None:
     for name, (static, knn, stack) in variants.items():
         if "all" not in which and name not in which:
             continue
-        for kind in ("lr", "hgb"):
+        for kind in KINDS:
             r = evaluate(static, knn, y, kind, stack=stack)
             print(
                 f"{name:36s} {kind:4s} F1 {r['f1']:.3f} P {r['p']:.3f} R {r['r']:.3f} "

@@ -2,16 +2,15 @@
 
 The gate (``knowledge.gate``) is fitted from the admin's good/bad example questions by
 ``huixiangdou-bot calibrate`` and stored beside the index. At start-up this middleware loads it,
-fitting it first if it is missing or stale; while running it re-checks every
-``rejection.check_minutes`` whether the examples or the index changed and re-fits in the
-background, answering with the old gate meanwhile.
+fitting it first if it is missing or stale. The daemon's re-calibration job
+(``knowledge.gate.jobs``) re-fits it when the examples or the index change; the middleware sees
+the new file and loads it before the next message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,8 +44,7 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
 
     _calibrator: Calibrator | None = None
     _gate: StoredGate | None = None
-    _checked_at: float = 0.0
-    _refresh: asyncio.Task[None] | None = None
+    _loaded_stamp: int = 0
     _flusher: asyncio.Task[None] | None = None
 
     def __init__(self, services: Services, options: RejectEmbeddingOptions) -> None:
@@ -74,36 +72,42 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
         calibrator = self.calibrator()
         loop = asyncio.get_running_loop()
         try:
-            self._gate = await loop.run_in_executor(None, calibrator.current)
+            gate = await loop.run_in_executor(None, calibrator.current)
         except (ExamplesError, ValueError) as exc:
             source = self.services.config.source or "bot.yaml"
             raise ConfigError(f"{source}: rejection: cannot calibrate the gate: {exc}") from None
-        self._checked_at = time.monotonic()
+        self._use(gate)
+
+    def _use(self, gate: StoredGate) -> None:
+        self._gate = gate
+        self._loaded_stamp = self._stamp()
+
+    def _stamp(self) -> int:
+        from knowledge.gate.store import META_FILE
+
+        try:
+            return (self.calibrator().directory / META_FILE).stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    async def _reload_if_refitted(self) -> None:
+        """Pick up a gate that the re-calibration job (or `calibrate`) wrote since we loaded."""
+        if self._gate is None or self._stamp() == self._loaded_stamp:
+            return
+        loop = asyncio.get_running_loop()
+        gate = await loop.run_in_executor(None, self.calibrator().load)
+        if gate is not None:
+            log.info("loaded the re-calibrated rejection gate (%s)", gate.meta.get("created"))
+            self._use(gate)
 
     async def refresh(self) -> bool:
-        """Re-fit the gate if the examples or the index changed; True when it was re-fitted."""
-        calibrator = self.calibrator()
+        """Re-fit the gate now if the examples or the index changed; True when it was."""
+        from knowledge.gate.jobs import recalibrate
+
         loop = asyncio.get_running_loop()
-        reason = await loop.run_in_executor(None, calibrator.stale_reason, self._gate)
-        if reason is None:
-            return False
-        log.info("re-calibrating the rejection gate: %s", reason)
-        self._gate = await loop.run_in_executor(None, calibrator.current)
-        return True
-
-    async def _refresh_quietly(self) -> None:
-        try:
-            await self.refresh()
-        except Exception:
-            log.exception("re-calibrating the rejection gate failed; keeping the old one")
-
-    def _maybe_refresh(self) -> None:
-        minutes = self.calibrator().settings.check_minutes
-        running = self._refresh is not None and not self._refresh.done()
-        if running or time.monotonic() - self._checked_at < minutes * 60:
-            return
-        self._checked_at = time.monotonic()
-        self._refresh = asyncio.get_running_loop().create_task(self._refresh_quietly())
+        refitted = await loop.run_in_executor(None, recalibrate, self.calibrator())
+        await self._reload_if_refitted()
+        return refitted
 
     async def decide(self, queries: list[str], mentioned: list[bool]) -> list[Decision]:
         """Score messages in one batch: one embedding call and one knowledge-base call."""
@@ -138,7 +142,7 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
                     future.set_result(decision)
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
-        self._maybe_refresh()
+        await self._reload_if_refitted()
         decision = await self._decide_batched(ctx.question, ctx.message.mentioned_bot)
         threshold = self.options.threshold
         if threshold is None:

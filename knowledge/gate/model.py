@@ -74,7 +74,7 @@ def make_classifier(kind: ModelKind, n_examples: int) -> ClassifierMixin:
             l2_regularization=1.0,
         )
     else:
-        base = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+        base = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     folds = 5 if n_examples >= 100 else 3
     return CalibratedClassifierCV(base, method="sigmoid", cv=folds)
 

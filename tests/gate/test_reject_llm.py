@@ -9,7 +9,6 @@ import pytest
 
 from bot.config import Config
 from bot.context import TurnContext
-from bot.middlewares.reject_llm import parse_score
 from bot.pipeline import build_pipelines
 from bot.services import build_services
 from tests.fakes import ScriptedChatModel, make_message
@@ -18,40 +17,33 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(
-    ("answer", "score"),
+    ("answer", "verdict"),
     [
-        ("7", 7.0),
-        (" 7.", 7.0),
-        ("10", 10.0),
-        ("0", 0.0),
-        ("Score: 8", 8.0),
-        ("8/10", 8.0),
-        ("I'd rate it 6 out of 10.", 6.0),
-        ("８分", 8.0),
-        ("评分：3", 3.0),
-        ("7.5", 7.5),
+        ("7", "answered"),
+        ("Score: 8", "answered"),
+        ("8/10", "answered"),
+        ("８分", "answered"),
+        ("3", "ignored: chitchat"),
+        ("评分：2", "ignored: chitchat"),
+        # Malformed: no clear score, so "unsure" (rejected under on_unreadable: reject).
+        ("", "ignored: unsure"),
+        ("yes", "ignored: unsure"),
+        ("This is a real question.", "ignored: unsure"),
+        ("12", "ignored: unsure"),
+        ("between 3 and 7", "ignored: unsure"),
     ],
 )
-def test_score_reader_finds_the_one_score(answer: str, score: float) -> None:
-    assert parse_score(answer) == score
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [
-        "",
-        "   ",
-        "yes",
-        "This is a real question.",
-        "12",
-        "between 3 and 7",
-        "-3",
-        "1e9",
-        "３.５.６",
-    ],
-)
-def test_score_reader_refuses_malformed_answers(answer: str) -> None:
-    assert parse_score(answer) is None
+async def test_scores_are_read_robustly_from_scripted_answers(
+    config_factory: Callable[..., Config], answer: str, verdict: str
+) -> None:
+    config = config_factory(
+        {
+            "pipeline": ["reject.llm", "generate"],
+            "middleware": {"reject.llm": {"on_unreadable": "reject"}},
+        }
+    )
+    ctx = await run(config, ScriptedChatModel([answer, "an answer"]), "how do I install mmcv?")
+    assert ctx.decision == verdict
 
 
 def run_context(config: Config, text: str) -> TurnContext:
@@ -86,7 +78,7 @@ async def test_low_question_score_is_chitchat_and_traced(
     assert ctx.decision == "ignored: chitchat"
     s = step(ctx)
     assert (s["score"], s["threshold"]) == (2.0, 5.0)
-    assert s["detail"]["question_answer"] == "2"
+    assert s["detail"]["question"]["answer"] == "2"
     assert len(llm.calls) == 1
     assert "哈哈哈 今天吃啥" in llm.calls[0][0]["content"]
 
@@ -103,7 +95,7 @@ async def test_real_question_on_topic_is_answered(config_factory: Callable[..., 
     assert ctx.decision == "answered"
     assert ctx.answer == "Use pip install mmdet."
     s = step(ctx)
-    assert s["detail"]["topic_score"] == 8.0 and s["detail"]["topic"] == "mmdetection"
+    assert s["detail"]["topic_score"]["score"] == 8.0 and s["detail"]["topic"] == "mmdetection"
     assert "mmdetection" in llm.calls[1][0]["content"]
 
 
@@ -122,7 +114,7 @@ async def test_unreadable_answers_follow_on_unreadable(
     lenient = config_factory({"pipeline": ["reject.llm", "generate"]})
     ctx = await run(lenient, ScriptedChatModel(["Sure! Happy to help.", "answer"]), "how?")
     assert ctx.decision == "answered"
-    assert step(ctx)["detail"]["question_score"] is None
+    assert step(ctx)["detail"]["question"]["score"] is None
 
     strict = config_factory(
         {

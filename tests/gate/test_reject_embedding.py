@@ -1,0 +1,142 @@
+"""reject.embedding in the pipeline: decisions with their evidence in the trace, @-mentions, and
+re-calibration when the examples change."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import ConfigError, load_config
+from bot.context import TurnContext
+from bot.middlewares.reject_embedding import RejectEmbedding
+from bot.pipeline import Pipeline, build_pipelines
+from bot.services import build_services
+from knowledge.gate.calibrate import Calibrator
+from knowledge.gate.jobs import recalibrate, uses_gate
+from tests.fakes import ScriptedChatModel, make_message
+from tests.gate.conftest import build_index, write_gate_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def context(config: Any, text: str, **overrides: Any) -> TurnContext:
+    message = make_message(text=text, **overrides)
+    return TurnContext(
+        message=message,
+        message_id=1,
+        config=config,
+        group=config.group(message.conversation_id),
+        question=text,
+    )
+
+
+async def pipeline_for(path: Path) -> tuple[Pipeline, Any]:
+    config = load_config(path)
+    services = build_services(config, llm=ScriptedChatModel("Run pip install mmfoo."))
+    pipeline = build_pipelines(services)[""]
+    await pipeline.warm_up()
+    return pipeline, config
+
+
+def gate_step(ctx: TurnContext) -> dict[str, Any]:
+    return next(s.to_dict() for s in ctx.trace if s.name == "reject.embedding")
+
+
+async def test_questions_pass_and_chitchat_is_ignored_with_the_evidence(indexed: Path) -> None:
+    pipeline, config = await pipeline_for(indexed)
+    ctx = context(config, "How can I install mmfoo from source?")
+    await pipeline.run(ctx)
+    assert ctx.decision == "answered"
+    step = gate_step(ctx)
+    assert step["verdict"] == "pass"
+    assert step["score"] >= step["threshold"]
+    features = step["detail"]["features"]
+    assert {"kb_dense_max", "kb_bm25_max", "good_topk", "bad_topk", "question_mark"} <= set(
+        features
+    )
+    assert step["detail"]["gate"] == "learned"
+
+    ctx = context(config, "哈哈哈 周末一起去吃火锅吧")
+    await pipeline.run(ctx)
+    assert ctx.decision == "ignored: off-topic"
+    step = gate_step(ctx)
+    assert step["score"] < step["threshold"]
+    assert features.keys() == step["detail"]["features"].keys()
+
+
+async def test_a_mention_is_a_feature_the_gate_sees(indexed: Path) -> None:
+    pipeline, config = await pipeline_for(indexed)
+    plain = context(config, "怎么导出 ONNX?")
+    mentioned = context(config, "怎么导出 ONNX?", mentioned_bot=True)
+    await pipeline.run(plain)
+    await pipeline.run(mentioned)
+    assert gate_step(plain)["detail"]["features"]["mentioned"] == 0.0
+    assert gate_step(mentioned)["detail"]["features"]["mentioned"] == 1.0
+
+
+async def test_messages_arriving_together_are_scored_in_one_batch(indexed: Path) -> None:
+    import asyncio
+
+    pipeline, config = await pipeline_for(indexed)
+    gate = next(m for m in pipeline.middlewares if isinstance(m, RejectEmbedding))
+    batches: list[int] = []
+    decide = gate.decide
+
+    async def counting(queries: list[str], mentioned: list[bool]) -> Any:
+        batches.append(len(queries))
+        return await decide(queries, mentioned)
+
+    gate.decide = counting  # type: ignore[method-assign]
+    texts = ["How do I install MMFoo?", "晚安", "导出 ONNX 报错怎么办", "lol"]
+    contexts = [context(config, t) for t in texts]
+    await asyncio.gather(*(pipeline.run(c) for c in contexts))
+    assert batches == [4]
+    assert [c.decision for c in contexts] == [
+        "answered", "ignored: off-topic", "answered", "ignored: off-topic",
+    ]  # fmt: skip
+
+
+async def test_changed_examples_are_refitted_and_picked_up(tmp_path: Path, indexed: Path) -> None:
+    root = tmp_path / "bot"
+    shutil.copytree(indexed.parent, root)
+    path = write_gate_config(root)
+    pipeline, config = await pipeline_for(path)
+    gate = next(m for m in pipeline.middlewares if isinstance(m, RejectEmbedding))
+    assert await gate.refresh() is False  # nothing changed since warm-up
+    before = gate._gate.meta["examples"]  # type: ignore[union-attr]
+
+    bad = json.loads((root / "bad.json").read_text())
+    (root / "bad.json").write_text(json.dumps([*bad, "这周末天气真好"], ensure_ascii=False))
+    kb = gate.services.knowledge
+    assert kb is not None
+    calibrator = Calibrator(kb, gate.calibrator().settings, config.work_dir)
+    assert recalibrate(calibrator) is True  # what the daemon's job does
+    assert recalibrate(calibrator) is False
+
+    ctx = context(config, "How do I install MMFoo?")
+    await pipeline.run(ctx)  # the middleware loads the new gate before deciding
+    assert gate._gate.meta["examples"] != before  # type: ignore[union-attr]
+    assert gate._gate.meta["bad"] == 15  # type: ignore[union-attr]
+    assert ctx.decision == "answered"
+    assert uses_gate(gate.services)
+
+
+async def test_a_pipeline_without_a_knowledge_base_is_a_config_error(tmp_path: Path) -> None:
+    path = write_gate_config(tmp_path, knowledge={"sources": []})
+    config = load_config(path)
+    services = build_services(config, llm=ScriptedChatModel())
+    with pytest.raises(ConfigError, match=r"reject\.embedding needs a knowledge base"):
+        await build_pipelines(services)[""].warm_up()
+
+
+async def test_missing_example_file_is_a_config_error(tmp_path: Path) -> None:
+    path = write_gate_config(tmp_path, rejection={"good_questions": "missing.json"})
+    build_index(load_config(path))
+    config = load_config(path)
+    services = build_services(config, llm=ScriptedChatModel())
+    with pytest.raises(ConfigError, match=r"rejection: cannot calibrate.*missing\.json"):
+        await build_pipelines(services)[""].warm_up()
