@@ -15,7 +15,7 @@ def build_adapters(config: Config) -> list[Adapter]:
     if config.adapters.playground.enabled:
         from adapters.playground import PlaygroundAdapter
 
-        adapters.append(PlaygroundAdapter(config.adapters.playground))
+        adapters.append(PlaygroundAdapter(config.adapters.playground, config.work_dir))
     feishu = config.adapters.feishu
     if feishu is not None and feishu.enabled:
         from adapters.feishu import FeishuAdapter

@@ -36,8 +36,9 @@ class PostedMessage(BaseModel):
 class PlaygroundAdapter(Adapter):
     name = "playground"
 
-    def __init__(self, settings: PlaygroundSettings) -> None:
+    def __init__(self, settings: PlaygroundSettings, work_dir: Path | None = None) -> None:
         self.settings = settings
+        self.work_dir = work_dir
         self._inbox: Inbox | None = None
 
     @property
@@ -46,6 +47,7 @@ class PlaygroundAdapter(Adapter):
             Route("/", self.page, methods=["GET"]),
             Route("/api/messages", self.post_message, methods=["POST"]),
             Route("/api/messages/{message_id:int}", self.get_message, methods=["GET"]),
+            Route("/api/gate/curve.png", self.gate_curve, methods=["GET"]),
         ]
 
     async def start(self, inbox: Inbox) -> None:
@@ -91,6 +93,18 @@ class PlaygroundAdapter(Adapter):
             {"duplicate": stored.duplicate, **(view or {})},
             status_code=200 if posted.wait else 202,
         )
+
+    async def gate_curve(self, request: Request) -> Response:
+        """The rejection gate's precision-recall curve, drawn by `huixiangdou-bot calibrate`."""
+        from knowledge.gate.store import CURVE_FILE, gate_dir
+
+        path = gate_dir(self.work_dir) / CURVE_FILE if self.work_dir else None
+        if path is None or not path.is_file():
+            return JSONResponse(
+                {"error": "no calibrated gate yet: run huixiangdou-bot calibrate"},
+                status_code=404,
+            )
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     async def get_message(self, request: Request) -> Response:
         view = await self._require_inbox().message_view(int(request.path_params["message_id"]))

@@ -432,8 +432,11 @@ class _NoModel:
 
 # Command groups that live with their packages.
 from knowledge.cli import kb  # noqa: E402
+from knowledge.gate.cli import calibrate, classify  # noqa: E402
 
 main.add_command(kb)
+main.add_command(calibrate)
+main.add_command(classify)
 
 if __name__ == "__main__":
     main()

@@ -22,9 +22,13 @@ class Jobs:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scheduler: AsyncIOScheduler | None = None
+        self.gate_scheduler: AsyncIOScheduler | None = None
 
     def start(self) -> None:
         """Schedule the jobs bot.yaml asks for (none when knowledge.reindex is 0)."""
+        from knowledge.gate.jobs import start_gate_jobs
+
+        self.gate_scheduler = start_gate_jobs(self.services)
         kb = self.services.knowledge
         minutes = self.services.config.knowledge.reindex.interval_minutes
         if kb is None or minutes <= 0:
@@ -47,6 +51,9 @@ class Jobs:
         log.info("knowledge base re-index scheduled every %g minutes", minutes)
 
     def stop(self) -> None:
+        if self.gate_scheduler is not None:
+            self.gate_scheduler.shutdown(wait=False)
+            self.gate_scheduler = None
         if self.scheduler is None:
             return
         self.scheduler.shutdown(wait=False)
