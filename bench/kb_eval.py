@@ -46,8 +46,10 @@ def main() -> None:
     prefix = args.corpus.name + "/"
     questions = [json.loads(line) for line in QUESTIONS.open(encoding="utf-8")]
 
-    def fused(fusion: str, weight: float = 0.5) -> KnowledgeBase:
-        search = base.search.model_copy(update={"fusion": fusion, "dense_weight": weight})
+    def fused(fusion: str, weight: float = 0.5, rrf_k: int = 60) -> KnowledgeBase:
+        search = base.search.model_copy(
+            update={"fusion": fusion, "dense_weight": weight, "rrf_k": rrf_k}
+        )
         other = KnowledgeBase(
             base.model_copy(update={"search": search}), args.work, embedder=kb.embedder
         )
@@ -56,10 +58,9 @@ def main() -> None:
     retrievers = {
         "dense": None,
         "bm25": None,
-        "rrf": fused("rrf"),
-        "weighted 0.3": fused("weighted", 0.3),
-        "weighted 0.5": fused("weighted", 0.5),
-        "weighted 0.7": fused("weighted", 0.7),
+        "rrf k=60": fused("rrf"),
+        "rrf k=10": fused("rrf", rrf_k=10),
+        **{f"weighted {w:.1f}": fused("weighted", w) for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
     }
     results: dict[str, dict[str, list[int | None]]] = {name: {} for name in retrievers}
     for question in questions:

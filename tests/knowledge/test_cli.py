@@ -55,12 +55,12 @@ def test_build_status_search(tmp_path: Path, corpus: Path) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("1. corpus/zh/部署.md § 模型部署")
-    assert "fused 0.0" in lines[1] and "dense 0." in lines[1] and "bm25 " in lines[1]
+    assert "fused " in lines[1] and "dense 0." in lines[1] and "bm25 " in lines[1]
     assert lines[3].startswith("2. ")
 
     hits = json.loads(kb("search", "pip install", "--json", "--config", config)[1])
     assert hits[0]["source"] == "corpus/en/install.md"
-    assert set(hits[0]["scores"]) == {"dense", "bm25", "rrf"}
+    assert set(hits[0]["scores"]) == {"dense", "bm25", "weighted"}
 
 
 def test_config_problems_are_one_line_and_exit_2(tmp_path: Path) -> None:

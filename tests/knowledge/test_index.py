@@ -226,3 +226,21 @@ def test_globs_and_size_limit(make_kb: KB, corpus: Path) -> None:
     assert [(s.source, s.reason) for s in report.skipped] == [
         ("corpus/en/manual.pdf", "too large (0.0 MB > knowledge.max_file_mb 0.001 MB)")
     ]
+
+
+def test_a_big_build_embeds_in_a_child_process_with_the_same_vectors(
+    make_kb: KB, corpus: Path, use_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("knowledge.indexer.PROCESS_MIN_CHUNKS", 1)
+    kb = make_kb(sources=[{"path": str(corpus)}], embedder={"batch_size": 8})
+    report = kb.build(progress=False)
+    assert report.chunks_embedded == report.chunks > 8
+    assert report.embed_seconds > 0
+    assert_consistent(kb)
+    ids = sorted(kb.manifest.all_chunk_ids())[:5]
+    rows = kb.manifest.chunks(ids)
+    stored = kb.store.embeddings(ids)
+    for chunk_id in ids:
+        row = rows[chunk_id]
+        local = use_embedder.embed([f"{row.title}\n{row.text}"])[0]
+        assert float(stored[chunk_id] @ local) > 0.999

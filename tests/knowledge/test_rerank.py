@@ -40,7 +40,7 @@ def test_search_is_reordered_by_the_rerank_endpoint(make_kb: KB, corpus: Path) -
     assert hits[0].source == "corpus/faq.txt"
     assert [h.score for h in hits] == [h.scores["rerank"] for h in hits]
     assert hits[0].scores["rerank"] >= hits[1].scores["rerank"] >= hits[2].scores["rerank"]
-    assert {"dense", "bm25", "rrf"} <= set(hits[0].scores)
+    assert {"dense", "bm25", "weighted"} <= set(hits[0].scores)
 
 
 @pytest.mark.integration

@@ -69,7 +69,7 @@ async def test_passages_reach_the_prompt_and_the_trace(
     assert step.threshold == 0.15 and step.score is not None and step.score >= 0.15
     assert step.detail["fused"] == ctx.chunks[0].score
     assert step.detail["hits"][0]["source"] == "corpus/en/install.md"
-    assert set(step.detail["hits"][0]["scores"]) == {"dense", "bm25", "rrf"}
+    assert set(step.detail["hits"][0]["scores"]) == {"dense", "bm25", "weighted"}
     await services.close()
 
 
