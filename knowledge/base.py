@@ -227,6 +227,9 @@ class KnowledgeBase:
         generation = self.manifest.get_meta("generation")
         with self._lock:
             if generation != self._bm25_generation:
+                if self._bm25_generation is not None:
+                    # Another process re-indexed (this one sets the generation it builds).
+                    self.store.reopen()
                 index = BM25Index(self.settings.bm25.k1, self.settings.bm25.b)
                 if not index.load(self.bm25_dir):
                     ids, tokens, collections = self.manifest.all_tokens()

@@ -50,6 +50,8 @@ class VectorStore(Protocol):
 
     def reset(self) -> None: ...
 
+    def reopen(self) -> None: ...
+
     def describe(self) -> str: ...
 
 
@@ -169,6 +171,21 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self.collection.count())
+
+    def reopen(self) -> None:
+        """Forget the open handles, so the next call sees what another process wrote.
+
+        Embedded chroma keeps its vector index in memory, cached per path for the whole
+        process: after a `kb build` in another process, it would not find the new vectors."""
+        if self._client is not None and self.settings.kind == "persistent":
+            try:
+                from chromadb.api.shared_system_client import SharedSystemClient
+
+                SharedSystemClient._identifier_to_system.pop(self._client._identifier, None)
+            except Exception as exc:  # a chroma version without this cache
+                log.warning("cannot reload chroma's index (restart to see new vectors): %s", exc)
+        self._client = None
+        self._collection = None
 
     def reset(self) -> None:
         """Drop the collection (a different embedder or chunking makes every vector stale)."""

@@ -3,6 +3,9 @@ leave both indexes (chroma and BM25), and nothing a broken file or a crash does 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -244,3 +247,35 @@ def test_a_big_build_embeds_in_a_child_process_with_the_same_vectors(
         row = rows[chunk_id]
         local = use_embedder.embed([f"{row.title}\n{row.text}"])[0]
         assert float(stored[chunk_id] @ local) > 0.999
+
+
+@pytest.mark.slow
+def test_a_build_by_another_process_is_seen_by_a_running_knowledge_base(
+    make_kb: KB, corpus: Path, tmp_path: Path
+) -> None:
+    kb = make_kb(sources=[{"path": str(corpus)}])
+    kb.build(progress=False)
+    assert kb.search("pip install mmfoo", k=1)[0].source == "corpus/en/install.md"
+    (corpus / "en" / "tensorboard.md").write_text(
+        "# Visualisation\n\nLog training curves to TensorBoard with the TensorboardVisBackend.\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "bot": {"work_dir": str(tmp_path / "work")},
+                "knowledge": kb.settings.model_dump(mode="json"),
+            }
+        ),
+        encoding="utf-8",
+    )
+    command = Path(sys.executable).with_name("huixiangdou-bot")
+    done = subprocess.run(
+        [str(command), "kb", "build", "--config", str(config)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "added 1" in done.stdout
+    hits = kb.search("view training curves in tensorboard", k=3)
+    assert hits[0].source == "corpus/en/tensorboard.md"
+    assert hits[0].scores["dense"] > 0.3  # found by the vectors too, not only by BM25
