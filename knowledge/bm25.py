@@ -15,6 +15,7 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +73,14 @@ class Tokenizer:
         return tokens
 
 
+def _bm25s() -> Any:
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG at import, which would print on every rebuild.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 class BM25Index:
     """bm25s over all chunks, with the chunk ids and collections alongside."""
 
@@ -86,7 +95,7 @@ class BM25Index:
         return len(self.ids)
 
     def build(self, ids: list[str], tokens: list[list[str]], collections: list[str]) -> None:
-        import bm25s
+        bm25s = _bm25s()
 
         self.ids = list(ids)
         self.collections = np.array(collections, dtype=object)
@@ -135,7 +144,7 @@ class BM25Index:
 
     def load(self, folder: Path) -> bool:
         """Load a saved index; False when there is none (or it is unreadable)."""
-        import bm25s
+        bm25s = _bm25s()
 
         try:
             meta = json.loads((folder / "chunks.json").read_text(encoding="utf-8"))
