@@ -34,8 +34,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
 
+# kb build reads and embeds only what changed since the last build: quick after the first run.
 run: install
 	$(BIN)/huixiangdou-bot db upgrade --config $(CONFIG)
+	$(BIN)/huixiangdou-bot kb build --config $(CONFIG)
 	$(BIN)/huixiangdou-bot run --config $(CONFIG)
 
 lint: $(VENV)/.installed-test
