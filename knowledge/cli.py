@@ -30,15 +30,15 @@ def open_kb(config: Config, *, need_sources: bool = True) -> KnowledgeBase:
 
 def guarded(fn: Any) -> Any:
     """Run a knowledge base call, turning the errors an admin can fix into one clear line."""
-    from knowledge.embedders import EmbedderError
+    from knowledge.embedders import EmbedderConfigError, EmbedderError
     from knowledge.indexer import BuildBusy
-    from knowledge.rerank import RerankerError
+    from knowledge.rerank import RerankerConfigError, RerankerError
     from knowledge.sources import SourceError
     from knowledge.store import StoreError
 
     try:
         return fn()
-    except SourceError as exc:
+    except (SourceError, EmbedderConfigError, RerankerConfigError) as exc:
         fail(str(exc), EXIT_CONFIG)
     except (BuildBusy, EmbedderError, RerankerError, StoreError) as exc:
         fail(str(exc))

@@ -28,6 +28,10 @@ class EmbedderError(Exception):
     """The embedder cannot be loaded or called; the message says what to fix."""
 
 
+class EmbedderConfigError(EmbedderError):
+    """bot.yaml names a local model that is not there (exit code 2 in the CLI)."""
+
+
 @runtime_checkable
 class Embedder(Protocol):
     name: str
@@ -181,7 +185,7 @@ class E5Embedder(_Local):
 def _local_path(settings: EmbedderSettings, what: str) -> Path:
     path = settings.model_path
     if path is None or not path.exists():
-        raise EmbedderError(
+        raise EmbedderConfigError(
             f"knowledge.embedder.model_path: {path} does not exist "
             f"({what} models are loaded from a local path; nothing is downloaded)"
         )

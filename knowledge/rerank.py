@@ -19,6 +19,10 @@ class RerankerError(Exception):
     """The reranker cannot be loaded or called; the message says what to fix."""
 
 
+class RerankerConfigError(RerankerError):
+    """bot.yaml names a local model that is not there (exit code 2 in the CLI)."""
+
+
 class Reranker(Protocol):
     name: str
 
@@ -42,7 +46,7 @@ class CrossEncoderReranker:
                 return
             path = self.settings.model_path
             if path is None or not path.exists():
-                raise RerankerError(
+                raise RerankerConfigError(
                     f"knowledge.reranker.model_path: {path} does not exist "
                     "(cross-encoders are loaded from a local folder; nothing is downloaded)"
                 )

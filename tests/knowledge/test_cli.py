@@ -75,6 +75,22 @@ def test_config_problems_are_one_line_and_exit_2(tmp_path: Path) -> None:
     code, out = kb("build", "--config", none)
     assert code == 2 and "knowledge.sources: no folders to index" in out
 
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "corpus").mkdir()
+    (tmp_path / "model" / "corpus" / "a.md").write_text("# A\n\ntext\n", encoding="utf-8")
+    no_model = str(
+        write_config(
+            tmp_path / "model",
+            {
+                "sources": [{"path": "corpus"}],
+                "embedder": {"kind": "gguf", "model_path": "models/missing.gguf"},
+            },
+        )
+    )
+    code, out = kb("build", "--config", no_model)
+    assert code == 2 and "knowledge.embedder.model_path:" in out
+    assert "missing.gguf does not exist" in out and out.strip().count("\n") == 0
+
     (tmp_path / "typo").mkdir()
     typo = str(write_config(tmp_path / "typo", {"sourcez": []}))
     code, out = kb("status", "--config", typo)
