@@ -44,7 +44,15 @@ class Tokenizer:
     def __init__(self) -> None:
         import Stemmer
 
-        self._stem = lru_cache(maxsize=200_000)(Stemmer.Stemmer("english").stemWord)
+        stemmer = Stemmer.Stemmer("english")
+        lock = threading.Lock()
+
+        def stem(word: str) -> str:
+            # PyStemmer's stemmers are not thread-safe; searches run in worker threads.
+            with lock:
+                return str(stemmer.stemWord(word))
+
+        self._stem = lru_cache(maxsize=200_000)(stem)
         self._jieba_lock = threading.Lock()
         self._jieba_ready = False
         self._stop = _english_stopwords()
