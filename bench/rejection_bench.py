@@ -44,7 +44,8 @@ def open_kb(work: Path, corpus: Path) -> object:
     kb.warm_up()
     started = time.perf_counter()
     report = kb.build(progress=True)
-    print(f"index: {report} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    summary = report.summary()[0]  # type: ignore[attr-defined]
+    print(f"index: {summary} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return kb
 
 

@@ -73,6 +73,8 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
         loop = asyncio.get_running_loop()
         try:
             gate = await loop.run_in_executor(None, calibrator.current)
+            # Load the example embedder now, not on the first message.
+            await loop.run_in_executor(None, calibrator.space.embed, ["warm up"])
         except (ExamplesError, ValueError) as exc:
             source = self.services.config.source or "bot.yaml"
             raise ConfigError(f"{source}: rejection: cannot calibrate the gate: {exc}") from None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from knowledge.base import KnowledgeBase
 
 # Bump when a feature's definition changes: a gate stored with another version is stale.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 KB_FEATURES: tuple[str, ...] = ("kb_dense_max", "kb_dense_topk", "kb_bm25_max")
 BASE_FEATURES: tuple[str, ...] = (*KB_FEATURES, *TEXT_FEATURES)
