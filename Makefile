@@ -38,6 +38,7 @@ browser:
 run: install
 	$(BIN)/huixiangdou-bot db upgrade --config $(CONFIG)
 	$(BIN)/huixiangdou-bot kb build --config $(CONFIG)
+	$(BIN)/huixiangdou-bot calibrate --config $(CONFIG)
 	$(BIN)/huixiangdou-bot run --config $(CONFIG)
 
 lint: $(VENV)/.installed-test
