@@ -158,6 +158,9 @@ def build(
     if kb.cancelled:
         raise BuildCancelled("the knowledge base is closing")
     with build_lock(kb):
+        # Scan first: a source that is missing (an unmounted share) must stop the build before
+        # anything is deleted.
+        found = scan(kb.settings.sources, kb.settings.max_file_mb)
         manifest = kb.manifest
         sig = signature(kb)
         old_sig = manifest.get_meta("signature")
@@ -173,7 +176,6 @@ def build(
             kb.store.reset()
             manifest.clear()
             manifest.set_meta(signature=sig)
-        found = scan(kb.settings.sources, kb.settings.max_file_mb)
         report.skipped.extend(found.skipped)
         report.unsupported = dict(found.unsupported)
         known = manifest.documents()

@@ -183,6 +183,11 @@ def test_a_missing_source_is_an_error_that_deletes_nothing(make_kb: KB, corpus: 
     with pytest.raises(SourceError, match=r"knowledge.sources\[0\].path: .*corpus does not exist"):
         kb.build(progress=False)
     assert kb.status().chunks == count
+    # not even when a new chunk size would otherwise start the index afresh
+    resized = make_kb(sources=[{"path": str(corpus)}], chunking={"max_tokens": 64})
+    with pytest.raises(SourceError):
+        resized.build(progress=False)
+    assert resized.status().chunks == count
 
 
 def test_an_interrupted_build_is_finished_by_the_next_one(
