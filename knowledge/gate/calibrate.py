@@ -134,6 +134,11 @@ class Calibrator:
     def fit(self, examples: Examples | None = None, draw: bool = True) -> CalibrationReport:
         started = time.perf_counter()
         examples = examples or self.examples()
+        if self.kb.status().chunks == 0:
+            raise ValueError(
+                "the knowledge base is empty: build it first (huixiangdou-bot kb build), the "
+                "gate measures how close messages are to it"
+            )
         settings = self.settings
         base = self.space.base(examples.queries)
         embeddings = self.space.embed(examples.queries)

@@ -108,3 +108,14 @@ def test_classify_refuses_a_broken_input_line(indexed: Path, tmp_path: Path) -> 
     assert result.exit_code == 1
     assert "q.jsonl: line 2" in result.output
     assert not (tmp_path / "d.jsonl").exists()
+
+
+def test_calibrating_before_the_index_is_built_says_what_to_do(tmp_path: Path) -> None:
+    from tests.gate.conftest import write_gate_config
+
+    config = write_gate_config(tmp_path)
+    result = CliRunner().invoke(main, ["calibrate", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "the knowledge base is empty: build it first (huixiangdou-bot kb build)" in (
+        result.output
+    )
