@@ -50,6 +50,7 @@ def fit_settings(settings: RejectionSettings) -> dict[str, Any]:
         "chitchat_share": settings.chitchat_share,
         "min_examples": settings.min_examples,
         "neighbours": settings.neighbours,
+        "mention_boost": settings.mention_boost,
         "folds": settings.folds,
         "collection": settings.collection,
     }
@@ -152,6 +153,7 @@ class Calibrator:
             folds=settings.folds,
             min_examples=settings.min_examples,
             chitchat_share=settings.chitchat_share,
+            mention_boost=settings.mention_boost,
         )
         cv = fitted.cv
         assert cv is not None

