@@ -368,11 +368,13 @@ def doctor(config_path: Path) -> None:
 
     from bot.pipeline import build_pipelines
     from bot.prompts import PromptError, Prompts
-    from bot.services import Services
+    from bot.services import Services, build_knowledge
 
     try:
         prompts = Prompts(config.prompts.dir)
-        services = Services(config=config, prompts=prompts, llm=_NoModel())
+        services = Services(
+            config=config, prompts=prompts, llm=_NoModel(), knowledge=build_knowledge(config)
+        )
         pipelines = build_pipelines(services)
         for pipeline in pipelines.values():
             asyncio.run(pipeline.warm_up())
