@@ -56,7 +56,7 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
             from knowledge.gate.calibrate import Calibrator
 
             config = self.services.config
-            kb = getattr(self.services, "knowledge", None)
+            kb = self.services.knowledge
             if kb is None:
                 raise ConfigError(
                     f"{config.source or 'bot.yaml'}: pipeline: reject.embedding needs a knowledge "
