@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,10 +57,13 @@ class StoredGate:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (GATE_FILE + ".tmp")
+        # Write beside, then rename: a reader never sees half a file, and the daemon's job and a
+        # `calibrate` run at the same time do not write into one temporary file.
+        suffix = f".{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp = directory / (GATE_FILE + suffix)
         joblib.dump(self.fitted, tmp)
         tmp.replace(directory / GATE_FILE)
-        tmp_meta = directory / (META_FILE + ".tmp")
+        tmp_meta = directory / (META_FILE + suffix)
         tmp_meta.write_text(json.dumps(self.meta, ensure_ascii=False, indent=2), encoding="utf-8")
         tmp_meta.replace(directory / META_FILE)
 
