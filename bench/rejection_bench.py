@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from knowledge.gate.examples import Examples
-from knowledge.gate.features import E5QueryEmbedder, FeatureSpace
+from knowledge.gate.features import E5QueryEmbedder, FeatureSpace, TitleIndex, kb_headings
 from knowledge.gate.model import fit_gate
-from knowledge.gate.store import StoredGate
+from knowledge.gate.store import TITLES_FILE, StoredGate, gate_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
 CORPUS = SHARED / "kb-openmmlab"
@@ -142,14 +142,21 @@ def main() -> None:
     labels = examples.labels
     space = FeatureSpace(kb, E5QueryEmbedder())  # type: ignore[arg-type]
     started = time.perf_counter()
-    base = space.base(examples.queries)
+    titles_cache = gate_dir(args.work) / TITLES_FILE
+    headings = kb_headings(kb)  # type: ignore[arg-type]
+    space.titles = TitleIndex.build(headings, space.embedder, titles_cache)
+    titles_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     emb = space.embed(examples.queries)
+    base = space.base(examples.queries, None, emb)
     batch_seconds = time.perf_counter() - started
     names = space.names
 
     figures: dict[str, object] = {
         "examples": {"good": examples.good, "bad": examples.bad},
         "batch_features_seconds": batch_seconds,
+        "headings": len(space.titles.texts),
+        "headings_seconds": titles_seconds,
     }
     figures["gate_cv"] = nested_cv(base, emb, labels, names, repeats=args.repeats)
     figures["threshold_baseline_cv"] = nested_cv(

@@ -15,11 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from knowledge.gate.curve import draw_pr_curve
 from knowledge.gate.examples import Examples
-from knowledge.gate.features import E5QueryEmbedder, FeatureSpace, KnowledgeEmbedder, TextEmbedder
+from knowledge.gate.features import (
+    E5QueryEmbedder,
+    FeatureSpace,
+    KnowledgeEmbedder,
+    TextEmbedder,
+    TitleIndex,
+    kb_headings,
+)
 from knowledge.gate.model import fit_gate
 from knowledge.gate.settings import RejectionSettings
 from knowledge.gate.store import (
     CURVE_FILE,
+    TITLES_FILE,
     StoredGate,
     expected_meta,
     gate_dir,
@@ -73,7 +81,8 @@ class CalibrationReport:
 
     def lines(self) -> list[str]:
         how = (
-            "learned gate (calibrated classifier over knowledge-base, example and text features)"
+            "learned gate (calibrated classifier over knowledge-base, heading, example and text "
+            "features)"
             if self.kind == "learned"
             else "single threshold on knowledge-base similarity (too few examples for a "
             "learned gate)"
@@ -123,8 +132,24 @@ class Calibrator:
             fit_settings(self.settings),
         )
 
+    def prepare_titles(self) -> None:
+        """Embed the knowledge base's headings (only new ones; the rest come from the cache)."""
+        headings = kb_headings(self.kb, self.settings.collection)
+        self.space.titles = TitleIndex.build(
+            headings, self.space.embedder, self.directory / TITLES_FILE
+        )
+
     def load(self) -> StoredGate | None:
-        return StoredGate.load(self.directory)
+        """The stored gate, with the headings it was fitted with."""
+        gate = StoredGate.load(self.directory)
+        if gate is None:
+            return None
+        titles = TitleIndex.load(self.directory / TITLES_FILE, self.space.embedder.name)
+        if titles is None:
+            self.prepare_titles()
+        else:
+            self.space.titles = titles
+        return gate
 
     def stale_reason(self, gate: StoredGate | None) -> str | None:
         """Why the stored gate must be fitted again, or None when it is current."""
@@ -141,8 +166,9 @@ class Calibrator:
                 "gate measures how close messages are to it"
             )
         settings = self.settings
-        base = self.space.base(examples.queries)
+        self.prepare_titles()
         embeddings = self.space.embed(examples.queries)
+        base = self.space.base(examples.queries, None, embeddings)
         fitted = fit_gate(
             base,
             embeddings,

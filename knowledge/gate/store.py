@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 GATE_FILE = "gate.joblib"
 META_FILE = "gate.json"
 CURVE_FILE = "pr_curve.png"
+TITLES_FILE = "titles.npz"
 
 
 def gate_dir(work_dir: Path) -> Path:
@@ -98,8 +99,8 @@ class StoredGate:
         """Score messages in one batch (one embedding call, one knowledge-base call)."""
         if not queries:
             return []
-        base = space.base(queries, mentioned)
         embeddings = space.embed(queries)
+        base = space.base(queries, mentioned, embeddings)
         scores, rows = self.fitted.scores(base, embeddings, space.names)
         names = self.fitted.feature_names
         threshold = self.fitted.threshold
