@@ -332,9 +332,12 @@ def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # The context mark points at where the broken construct starts (an unclosed bracket),
+        # which is where the admin has to look; the problem mark is where the parser gave up.
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+        problem = ": ".join(p for p in parts if p) or str(exc)
         raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
     return parse_config(data, source.resolve())
 
