@@ -1,4 +1,4 @@
-"""Background jobs of the daemon (apscheduler): today, re-indexing the knowledge base.
+"""Background jobs of the daemon (apscheduler): re-indexing and re-calibrating.
 
 The jobs are plain functions (``knowledge.jobs.reindex``); apscheduler's asyncio scheduler runs
 such functions in a worker thread, so a build never blocks the event loop.
@@ -19,41 +19,40 @@ log = logging.getLogger(__name__)
 
 
 class Jobs:
+    """One apscheduler scheduler for all the daemon's jobs, started and stopped with the bot."""
+
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scheduler: AsyncIOScheduler | None = None
-        self.gate_scheduler: AsyncIOScheduler | None = None
 
     def start(self) -> None:
-        """Schedule the jobs bot.yaml asks for (none when knowledge.reindex is 0)."""
-        from knowledge.gate.jobs import start_gate_jobs
-
-        self.gate_scheduler = start_gate_jobs(self.services)
-        kb = self.services.knowledge
-        minutes = self.services.config.knowledge.reindex.interval_minutes
-        if kb is None or minutes <= 0:
-            return
-        from knowledge.jobs import reindex
+        """Schedule the jobs bot.yaml asks for: re-indexing (unless knowledge.reindex is 0) and
+        re-calibrating the rejection gate (when a pipeline uses it)."""
+        from knowledge.gate.jobs import add_gate_jobs
 
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        scheduler.add_job(
-            reindex,
-            IntervalTrigger(minutes=minutes),
-            args=[kb, self.services.clock],
-            id="knowledge-reindex",
-            name="re-index the knowledge base",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=int(timedelta(minutes=minutes).total_seconds()),
-        )
-        scheduler.start()
-        self.scheduler = scheduler
-        log.info("knowledge base re-index scheduled every %g minutes", minutes)
+        kb = self.services.knowledge
+        minutes = self.services.config.knowledge.reindex.interval_minutes
+        if kb is not None and minutes > 0:
+            from knowledge.jobs import reindex
+
+            scheduler.add_job(
+                reindex,
+                IntervalTrigger(minutes=minutes),
+                args=[kb, self.services.clock],
+                id="knowledge-reindex",
+                name="re-index the knowledge base",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(timedelta(minutes=minutes).total_seconds()),
+            )
+            log.info("knowledge base re-index scheduled every %g minutes", minutes)
+        add_gate_jobs(self.services, scheduler)
+        if scheduler.get_jobs():
+            scheduler.start()
+            self.scheduler = scheduler
 
     def stop(self) -> None:
-        if self.gate_scheduler is not None:
-            self.gate_scheduler.shutdown(wait=False)
-            self.gate_scheduler = None
         if self.scheduler is None:
             return
         self.scheduler.shutdown(wait=False)

@@ -7,7 +7,6 @@ middleware notices the new gate file and loads it before the next message.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -43,11 +42,10 @@ def uses_gate(services: Services) -> bool:
     return "reject.embedding" in names and services.knowledge is not None
 
 
-def start_gate_jobs(services: Services) -> AsyncIOScheduler | None:
-    """Schedule the re-calibration check when a pipeline uses the gate; None when none does."""
+def add_gate_jobs(services: Services, scheduler: AsyncIOScheduler) -> bool:
+    """Schedule the re-calibration check when a pipeline uses the gate; False when none does."""
     if not uses_gate(services):
-        return None
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        return False
     from apscheduler.triggers.interval import IntervalTrigger
 
     from knowledge.gate.calibrate import Calibrator
@@ -56,7 +54,6 @@ def start_gate_jobs(services: Services) -> AsyncIOScheduler | None:
     settings = config.rejection.resolve(config.source.parent if config.source else None)
     assert services.knowledge is not None
     calibrator = Calibrator(services.knowledge, settings, config.work_dir)
-    scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
     scheduler.add_job(
         recalibrate,
         IntervalTrigger(minutes=settings.check_minutes),
@@ -66,6 +63,5 @@ def start_gate_jobs(services: Services) -> AsyncIOScheduler | None:
         max_instances=1,
         coalesce=True,
     )
-    scheduler.start()
     log.info("rejection gate re-calibration checked every %g minutes", settings.check_minutes)
-    return scheduler
+    return True
