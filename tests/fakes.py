@@ -8,6 +8,8 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from bot.config import Config
+from bot.context import TurnContext
 from bot.llm.base import ChatMessage, Completion
 from bot.message import Message
 
@@ -25,6 +27,26 @@ def make_message(**overrides: Any) -> Message:
     }
     fields.update(overrides)
     return Message(**fields)
+
+
+def make_context(
+    config: Config,
+    text: str = "How do I install mmdet?",
+    *,
+    message: dict[str, Any] | None = None,
+    **fields: Any,
+) -> TurnContext:
+    """A turn for middleware tests: ``message`` overrides fields of the Message, the other
+    keywords set fields of the TurnContext (chunks, language...)."""
+    built = make_message(text=text, **(message or {}))
+    return TurnContext(
+        message=built,
+        message_id=1,
+        config=config,
+        group=config.group(built.conversation_id),
+        question=text,
+        **fields,
+    )
 
 
 Script = str | Callable[[list[ChatMessage]], str]

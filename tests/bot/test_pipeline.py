@@ -12,22 +12,9 @@ from bot.context import TurnContext
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext, build_pipelines
 from bot.services import build_services
-from tests.fakes import ScriptedChatModel, make_message
+from tests.fakes import ScriptedChatModel, make_context
 
 pytestmark = pytest.mark.unit
-
-
-def make_context(
-    config: Config, text: str = "How do I install mmdet?", **overrides: Any
-) -> TurnContext:
-    message = make_message(text=text, **overrides)
-    return TurnContext(
-        message=message,
-        message_id=1,
-        config=config,
-        group=config.group(message.conversation_id),
-        question=text,
-    )
 
 
 async def test_default_pipeline_answers_and_traces_each_step(
@@ -106,7 +93,7 @@ async def test_third_party_middleware_by_dotted_path_passes_with_scores(
 async def test_empty_message_is_ignored_as_empty(config_factory: Callable[..., Config]) -> None:
     config = config_factory()
     pipeline = build_pipelines(build_services(config, llm=ScriptedChatModel()))[""]
-    ctx = make_context(config, "@bot ", raw={"message_type": "image"})
+    ctx = make_context(config, "@bot ", message={"raw": {"message_type": "image"}})
     assert await pipeline.run(ctx) is None
     assert ctx.decision == "ignored: empty"
     assert ctx.trace[0].detail["kind"] == "image"
@@ -115,11 +102,15 @@ async def test_empty_message_is_ignored_as_empty(config_factory: Callable[..., C
 async def test_require_mention_group_setting(config_factory: Callable[..., Config]) -> None:
     config = config_factory({"groups": {"quiet-group": {"require_mention": True}}})
     pipeline = build_pipelines(build_services(config, llm=ScriptedChatModel("hi")))[""]
-    unmentioned = make_context(config, "how do I train?", conversation_id="quiet-group")
+    unmentioned = make_context(
+        config, "how do I train?", message={"conversation_id": "quiet-group"}
+    )
     assert await pipeline.run(unmentioned) is None
     assert unmentioned.decision == "ignored: not-mentioned"
     mentioned = make_context(
-        config, "how do I train?", conversation_id="quiet-group", mentioned_bot=True
+        config,
+        "how do I train?",
+        message={"conversation_id": "quiet-group", "mentioned_bot": True},
     )
     assert await pipeline.run(mentioned) is not None
 

@@ -17,21 +17,10 @@ from bot.pipeline import Pipeline, build_pipelines
 from bot.services import build_services
 from knowledge.gate.calibrate import Calibrator
 from knowledge.gate.jobs import recalibrate, uses_gate
-from tests.fakes import ScriptedChatModel, make_message
+from tests.fakes import ScriptedChatModel, make_context
 from tests.gate.conftest import build_index, write_gate_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def context(config: Any, text: str, **overrides: Any) -> TurnContext:
-    message = make_message(text=text, **overrides)
-    return TurnContext(
-        message=message,
-        message_id=1,
-        config=config,
-        group=config.group(message.conversation_id),
-        question=text,
-    )
 
 
 async def pipeline_for(path: Path) -> tuple[Pipeline, Any]:
@@ -48,7 +37,7 @@ def gate_step(ctx: TurnContext) -> dict[str, Any]:
 
 async def test_questions_pass_and_chitchat_is_ignored_with_the_evidence(indexed: Path) -> None:
     pipeline, config = await pipeline_for(indexed)
-    ctx = context(config, "How can I install mmfoo from source?")
+    ctx = make_context(config, "How can I install mmfoo from source?")
     await pipeline.run(ctx)
     assert ctx.decision == "answered"
     step = gate_step(ctx)
@@ -60,7 +49,7 @@ async def test_questions_pass_and_chitchat_is_ignored_with_the_evidence(indexed:
     )
     assert step["detail"]["gate"] == "learned"
 
-    ctx = context(config, "哈哈哈 周末一起去吃火锅吧")
+    ctx = make_context(config, "哈哈哈 周末一起去吃火锅吧")
     await pipeline.run(ctx)
     assert ctx.decision == "ignored: off-topic"
     step = gate_step(ctx)
@@ -70,8 +59,8 @@ async def test_questions_pass_and_chitchat_is_ignored_with_the_evidence(indexed:
 
 async def test_a_mention_is_a_feature_the_gate_sees(indexed: Path) -> None:
     pipeline, config = await pipeline_for(indexed)
-    plain = context(config, "怎么导出 ONNX?")
-    mentioned = context(config, "怎么导出 ONNX?", mentioned_bot=True)
+    plain = make_context(config, "怎么导出 ONNX?")
+    mentioned = make_context(config, "怎么导出 ONNX?", message={"mentioned_bot": True})
     await pipeline.run(plain)
     await pipeline.run(mentioned)
     assert gate_step(plain)["detail"]["features"]["mentioned"] == 0.0
@@ -94,7 +83,7 @@ async def test_messages_arriving_together_are_scored_in_one_batch(indexed: Path)
 
     gate.decide = counting  # type: ignore[method-assign]
     texts = ["How do I install MMFoo?", "晚安", "导出 ONNX 报错怎么办", "lol"]
-    contexts = [context(config, t) for t in texts]
+    contexts = [make_context(config, t) for t in texts]
     await asyncio.gather(*(pipeline.run(c) for c in contexts))
     assert batches == [4]
     assert [c.decision for c in contexts] == [
@@ -119,7 +108,7 @@ async def test_changed_examples_are_refitted_and_picked_up(tmp_path: Path, index
     assert recalibrate(calibrator) is True  # what the daemon's job does
     assert recalibrate(calibrator) is False
 
-    ctx = context(config, "How do I install MMFoo?")
+    ctx = make_context(config, "How do I install MMFoo?")
     await pipeline.run(ctx)  # the middleware loads the new gate before deciding
     assert gate._gate.meta["examples"] != before  # type: ignore[union-attr]
     assert gate._gate.meta["bad"] == 15  # type: ignore[union-attr]

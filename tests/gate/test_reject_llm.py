@@ -11,7 +11,7 @@ from bot.config import Config
 from bot.context import TurnContext
 from bot.pipeline import build_pipelines
 from bot.services import build_services
-from tests.fakes import ScriptedChatModel, make_message
+from tests.fakes import ScriptedChatModel, make_context
 
 pytestmark = pytest.mark.unit
 
@@ -46,21 +46,10 @@ async def test_scores_are_read_robustly_from_scripted_answers(
     assert ctx.decision == verdict
 
 
-def run_context(config: Config, text: str) -> TurnContext:
-    message = make_message(text=text)
-    return TurnContext(
-        message=message,
-        message_id=1,
-        config=config,
-        group=config.group(message.conversation_id),
-        question=text,
-    )
-
-
 async def run(config: Config, llm: ScriptedChatModel, text: str) -> TurnContext:
     pipeline = build_pipelines(build_services(config, llm=llm))[""]
     await pipeline.warm_up()
-    ctx = run_context(config, text)
+    ctx = make_context(config, text)
     await pipeline.run(ctx)
     return ctx
 

@@ -8,29 +8,17 @@ from typing import Any
 import pytest
 
 from bot.config import Config, LLMSettings, RemoteLLMSettings, RoutingSettings
-from bot.context import Chunk, HistoryTurn, TurnContext
+from bot.context import Chunk, HistoryTurn
 from bot.llm.base import estimate_tokens
 from bot.llm.hybrid import HybridChatModel
 from bot.llm.openai_compatible import OpenAICompatibleChatModel
 from bot.message import Reply
 from bot.pipeline import build_pipelines
 from bot.services import build_services
-from tests.fakes import ScriptedChatModel, make_message
+from tests.fakes import ScriptedChatModel, make_context
 from tests.llm.fake_servers import FakeOpenAI, Step
 
 pytestmark = pytest.mark.unit
-
-
-def make_context(config: Config, text: str, **fields: Any) -> TurnContext:
-    message = make_message(text=text)
-    return TurnContext(
-        message=message,
-        message_id=1,
-        config=config,
-        group=config.group(message.conversation_id),
-        question=text,
-        **fields,
-    )
 
 
 class SmallModel(ScriptedChatModel):

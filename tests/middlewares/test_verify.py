@@ -8,29 +8,15 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.context import Chunk, TurnContext
+from bot.context import Chunk
 from bot.llm.base import ChatMessage
 from bot.pipeline import build_pipelines
 from bot.services import build_services
-from tests.fakes import ScriptedChatModel, make_message
+from tests.fakes import ScriptedChatModel, make_context
 
 pytestmark = pytest.mark.unit
 
 CHUNKS = [Chunk(text="Install with pip install mmdet.", source="docs/install.md", score=0.9)]
-
-
-def make_context(
-    config: Config, text: str = "How do I install mmdet?", **fields: Any
-) -> TurnContext:
-    message = make_message(text=text)
-    return TurnContext(
-        message=message,
-        message_id=1,
-        config=config,
-        group=config.group(message.conversation_id),
-        question=text,
-        **fields,
-    )
 
 
 def judge(
