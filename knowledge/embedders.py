@@ -277,41 +277,16 @@ class OpenAIEmbedder(_Local):
         return httpx.Client(timeout=self.settings.timeout_seconds, headers=headers)
 
     def _encode(self, model: Any, texts: list[str], query: bool) -> Any:
-        import httpx
-        from tenacity import (
-            Retrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_exponential,
-            wait_random,
-        )
-
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, httpx.HTTPStatusError):
-                return exc.response.status_code == 429 or exc.response.status_code >= 500
-            return isinstance(exc, httpx.TransportError)
+        from knowledge.http import post_json
 
         body: dict[str, Any] = {"input": texts, "encoding_format": "float"}
         if self.settings.model:
             body["model"] = self.settings.model
+        answer = post_json(
+            model, self.url, body, EmbedderError, attempts=4, backoff=0.5, max_wait=8, jitter=0.5
+        )
         try:
-            for attempt in Retrying(
-                stop=stop_after_attempt(4),
-                wait=wait_exponential(multiplier=0.5, max=8) + wait_random(0, 0.5),
-                retry=retry_if_exception(retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    response = model.post(self.url, json=body)
-                    response.raise_for_status()
-        except httpx.HTTPStatusError as exc:
-            raise EmbedderError(
-                f"{self.url} answered {exc.response.status_code}: {exc.response.text[:200]}"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise EmbedderError(f"cannot reach {self.url}: {exc}") from None
-        try:
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            data = sorted(answer["data"], key=lambda item: item["index"])
             vectors = [item["embedding"] for item in data]
         except (KeyError, TypeError, ValueError) as exc:
             raise EmbedderError(f"{self.url}: unexpected answer ({exc})") from None

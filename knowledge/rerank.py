@@ -88,8 +88,7 @@ class HttpReranker:
             self._client = httpx.Client(timeout=self.settings.timeout_seconds, headers=headers)
 
     def rerank(self, query: str, texts: list[str]) -> list[float]:
-        import httpx
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+        from knowledge.http import post_json
 
         if not texts:
             return []
@@ -103,30 +102,12 @@ class HttpReranker:
         if self.settings.model:
             body["model"] = self.settings.model
 
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, httpx.HTTPStatusError):
-                return exc.response.status_code == 429 or exc.response.status_code >= 500
-            return isinstance(exc, httpx.TransportError)
-
-        try:
-            for attempt in Retrying(
-                stop=stop_after_attempt(3),
-                wait=wait_exponential(multiplier=0.2, max=2),
-                retry=retry_if_exception(retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    response = self._client.post(self.url, json=body)
-                    response.raise_for_status()
-        except httpx.HTTPStatusError as exc:
-            raise RerankerError(
-                f"{self.url} answered {exc.response.status_code}: {exc.response.text[:200]}"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise RerankerError(f"cannot reach {self.url}: {exc}") from None
+        answer = post_json(
+            self._client, self.url, body, RerankerError, attempts=3, backoff=0.2, max_wait=2
+        )
         scores = [float("-inf")] * len(texts)
         try:
-            for item in response.json()["results"]:
+            for item in answer["results"]:
                 scores[int(item["index"])] = float(item["relevance_score"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RerankerError(f"{self.url}: unexpected answer ({exc})") from None
