@@ -8,6 +8,7 @@ command can use the same file.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -75,8 +76,13 @@ class Database:
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
-    def head_revision(self) -> str | None:
+    @functools.cached_property
+    def _head(self) -> str | None:
         return ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+
+    def head_revision(self) -> str | None:
+        """The revision this code needs; read from migrations/ once (/healthz asks often)."""
+        return self._head
 
     def check_schema(self) -> None:
         current, head = self.current_revision(), self.head_revision()
