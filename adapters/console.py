@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from adapters.base import Adapter, Delivery, Inbox
+from typing import TYPE_CHECKING
+
+from bot.adapter import Adapter, AdapterSettings, Delivery
 from bot.message import Reply
+
+if TYPE_CHECKING:
+    from bot.inbox import Inbox
 
 
 class ConsoleAdapter(Adapter):
     name = "cli"
 
     def __init__(self) -> None:
+        super().__init__(AdapterSettings())
         self.sent: list[tuple[Delivery, Reply]] = []
 
     async def start(self, inbox: Inbox) -> None:

@@ -27,10 +27,10 @@ from starlette.applications import Starlette
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters import build_adapters
+from bot.adapter import build_adapters
+from bot.app.services import build_services
 from bot.config import load_config
-from bot.core import Bot
-from bot.services import build_services
+from bot.runtime import Bot
 from bot.storage.db import Database
 from tests.adapters.feishu.fake_feishu import (
     FakeFeishu,

@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp
 
+from bot.app.services import build_services
 from bot.config import load_config
 from bot.context import Chunk, TurnContext
 from bot.llm.llama_cpp import LlamaCppChatModel
 from bot.message import Message
 from bot.middlewares.generate import Generate
 from bot.pipeline import build_pipelines
-from bot.services import build_services
 
 KB = Path(__file__).resolve().parents[2] / "shared" / "bench" / "kb-openmmlab"
 QUESTIONS = [

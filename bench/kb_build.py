@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from knowledge.base import KnowledgeBase  # noqa: E402
-from knowledge.config import KnowledgeSettings  # noqa: E402
+from knowledge.knowledge_base import KnowledgeBase  # noqa: E402
+from knowledge.settings import KnowledgeSettings  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "bench" / "kb-openmmlab"
 QUESTIONS = Path(__file__).with_name("kb_questions.jsonl")

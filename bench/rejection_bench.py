@@ -24,10 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from knowledge.gate.examples import Examples
-from knowledge.gate.features import E5QueryEmbedder, FeatureSpace, TitleIndex, kb_headings
-from knowledge.gate.model import fit_gate
-from knowledge.gate.store import TITLES_FILE, StoredGate, gate_dir
+from knowledge.rejection.examples import Examples
+from knowledge.rejection.features import FeatureSpace, TitleIndex, e5_query_embedder, kb_headings
+from knowledge.rejection.files import TITLES_FILE, gate_dir
+from knowledge.rejection.model import fit_gate
+from knowledge.rejection.store import StoredGate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
 CORPUS = SHARED / "kb-openmmlab"
@@ -36,8 +37,8 @@ DEV = SHARED / "rejection-dev"
 
 def open_kb(work: Path, corpus: Path) -> object:
     """The OpenMMLab index through the knowledge API, built once into ``work``."""
-    from knowledge.base import KnowledgeBase
-    from knowledge.config import KnowledgeSettings
+    from knowledge.knowledge_base import KnowledgeBase
+    from knowledge.settings import KnowledgeSettings
 
     settings = KnowledgeSettings.model_validate({"sources": [{"path": str(corpus)}]})
     kb = KnowledgeBase.open(settings, work)
@@ -140,7 +141,7 @@ def main() -> None:
     kb = open_kb(args.work, args.corpus)
     examples = Examples.from_lists(read(args.dev / "good.jsonl"), read(args.dev / "bad.jsonl"))
     labels = examples.labels
-    space = FeatureSpace(kb, E5QueryEmbedder())  # type: ignore[arg-type]
+    space = FeatureSpace(kb, e5_query_embedder())  # type: ignore[arg-type]
     started = time.perf_counter()
     titles_cache = gate_dir(args.work) / TITLES_FILE
     headings = kb_headings(kb)  # type: ignore[arg-type]

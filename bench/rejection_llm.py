@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.config import LLMSettings
-from bot.language import detect_language
 from bot.llm.scoring import score
 from bot.prompts import Prompts
+from knowledge.text import detect_language
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "bench" / "rejection-dev"
 

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from knowledge.gate.text import TEXT_FEATURES, text_features
+from knowledge.rejection.message_features import TEXT_FEATURES, text_features
 
 KINDS = ("lr",)
 CACHE = Path("/work/bench-cache/rejection-proto")

@@ -21,11 +21,10 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
-from knowledge.config import KnowledgeSettings
-from knowledge.gate.settings import RejectionSettings
+from bot.llm.tiers import parse_tier
+from knowledge.settings import KnowledgeSettings, RejectionSettings
 
 DEFAULT_CONFIG_PATH = Path("bot.yaml")
 
@@ -114,8 +113,6 @@ class LLMSettings(Section):
     @field_validator("tier", mode="before")
     @classmethod
     def _known_tier(cls, value: Any) -> str:
-        from bot.llm.tiers import parse_tier
-
         return parse_tier(value).name
 
 
@@ -126,58 +123,6 @@ class PromptSettings(Section):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-
-
-class PlaygroundSettings(Section):
-    enabled: bool = True
-    wait_seconds: float = Field(120, ge=0)
-
-
-class FeishuSettings(Section):
-    """A Feishu/Lark self-built app (adapters/feishu.py). Defined here, not in the adapter,
-    so bot.yaml validates without importing lark-oapi."""
-
-    enabled: bool = True
-    app_id: str = Field(min_length=1)
-    app_secret: SecretStr
-    encrypt_key: SecretStr = SecretStr("")
-    verification_token: SecretStr = SecretStr("")
-    mode: Literal["websocket", "webhook"] = "websocket"
-    webhook_path: str = Field("/feishu/events", pattern=r"^/[\w\-./]*$")
-    domain: str = "https://open.feishu.cn"
-    replay_window_seconds: float = Field(300, gt=0)
-    reply_in_thread: bool = True
-    max_message_chars: int = Field(3500, ge=200, le=30000)
-    request_timeout_seconds: float = Field(10, gt=0)
-
-    @field_validator("domain")
-    @classmethod
-    def _origin(cls, value: str) -> str:
-        value = value.rstrip("/")
-        if not re.fullmatch(r"https?://[^/?#@\s]+", value):
-            raise ValueError("expected an origin such as https://open.feishu.cn (no path)")
-        # lark-oapi sends the app secret there: plain http only to this machine (tests).
-        local = re.fullmatch(r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?", value)
-        if value.startswith("http://") and not local:
-            raise ValueError("expected https:// (http:// only for 127.0.0.1 or localhost)")
-        return value
-
-    @model_validator(mode="after")
-    def _webhook_needs_keys(self) -> FeishuSettings:
-        if self.mode == "webhook" and not (
-            self.encrypt_key.get_secret_value() and self.verification_token.get_secret_value()
-        ):
-            raise ValueError(
-                "mode webhook needs encrypt_key and verification_token (Feishu developer "
-                "console > Events & Callbacks > Encryption Strategy): without them anyone who "
-                "finds the URL can post events"
-            )
-        return self
-
-
-class AdapterSettings(Section):
-    playground: PlaygroundSettings = PlaygroundSettings()
-    feishu: FeishuSettings | None = None
 
 
 class GroupSettings(Section):
@@ -198,16 +143,27 @@ class Config(Section):
     queue: QueueSettings = QueueSettings()
     outbox: OutboxSettings = OutboxSettings()
     pipeline: list[str] = Field(default_factory=lambda: ["normalize", "generate"])
-    middleware: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Raw until each middleware validates its own section (they may hold secrets: never shown).
+    middleware: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     llm: LLMSettings = LLMSettings()
     prompts: PromptSettings = PromptSettings()
     server: ServerSettings = ServerSettings()
-    adapters: AdapterSettings = AdapterSettings()
+    # Each adapter validates its own section (bot.adapter.build_adapters): the core lists
+    # no platform.
+    adapters: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     groups: dict[str, GroupSettings] = Field(default_factory=dict)
     logging: LoggingSettings = LoggingSettings()
     rejection: RejectionSettings = RejectionSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("adapters", mode="before")
+    @classmethod
+    def _sections(cls, value: Any) -> Any:
+        # `feishu:` with nothing under it means "on, with the defaults".
+        if isinstance(value, dict):
+            return {name: {} if section is None else section for name, section in value.items()}
+        return value
 
     @field_validator("pipeline")
     @classmethod
@@ -306,13 +262,13 @@ def parse_config(data: Any, source: Path) -> Config:
     prompts = config.prompts
     if prompts.dir is not None:
         prompts = prompts.model_copy(update={"dir": base / prompts.dir})
-    knowledge = config.knowledge.resolve(base)
     return config.model_copy(
         update={
             "bot": bot,
             "llm": llm,
             "prompts": prompts,
-            "knowledge": knowledge,
+            "knowledge": config.knowledge.resolve(base),
+            "rejection": config.rejection.resolve(base),
             "source": source,
         }
     )

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bot.config import Config, GroupSettings
-from bot.message import Message, Reference
+from bot.message import Message, Reference, Reply
 
 
 @dataclass(slots=True)
@@ -92,11 +92,13 @@ class TurnContext:
         score: float | None = None,
         threshold: float | None = None,
         **detail: Any,
-    ) -> None:
-        """Stop here and stay silent; ``return ctx.ignore("chitchat")`` from a middleware."""
+    ) -> Reply | None:
+        """Stop here and stay silent: ``return ctx.ignore("chitchat")`` from a middleware (the
+        silence it returns is the middleware's answer)."""
         self.record(score=score, threshold=threshold, **detail)
         self.decision = f"ignored: {reason}"
         self.step.verdict = self.decision
+        return None
 
     def trace_dicts(self) -> list[dict[str, Any]]:
         return [step.to_dict() for step in self.trace]

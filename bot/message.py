@@ -44,6 +44,16 @@ class Reference:
     def to_dict(self) -> dict[str, str]:
         return {"source": self.source, "title": self.title, "url": self.url}
 
+    def label(self) -> str:
+        """How it reads as text: a web page by its title (or URL), a file as 'path § heading'."""
+        if self.url:
+            return self.title or self.url
+        return f"{self.source} § {self.title}" if self.title else self.source
+
+    def plain(self) -> str:
+        """The label where links cannot be clicked: a web page's URL itself."""
+        return self.url or self.label()
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -73,7 +83,5 @@ class Reply:
         if not self.references:
             return self.text
         lines = [self.text, "", "References:"]
-        for i, ref in enumerate(self.references, 1):
-            label = f"{ref.source} § {ref.title}" if ref.title else ref.source
-            lines.append(f"[{i}] {ref.url or label}" if ref.url else f"[{i}] {label}")
+        lines += [f"[{i}] {ref.plain()}" for i, ref in enumerate(self.references, 1)]
         return "\n".join(lines)

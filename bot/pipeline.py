@@ -9,16 +9,16 @@ and own time (excluding the middlewares inside it) land in ``ctx.trace``.
 from __future__ import annotations
 
 import functools
-import importlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import ConfigError, format_validation_error
 from bot.context import TraceStep, TurnContext
 from bot.message import Reply
+from bot.plugins import import_object
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -69,18 +69,6 @@ class BaseMiddleware(Generic[OptionsT]):
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
         raise NotImplementedError
-
-
-def import_object(spec: str) -> Any:
-    """Import ``package.module:Attribute``."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ImportError(f"{spec!r} is not of the form 'package.module:Name'")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise ImportError(f"module {module_name!r} has no attribute {attribute!r}") from None
 
 
 def load_middleware(name: str, services: Services, where: str) -> Middleware:

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from knowledge.text import CJK_CHARS
+
 log = logging.getLogger(__name__)
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
+_TOKEN = re.compile(rf"([{CJK_CHARS}]+)|([^\W_{CJK_CHARS}]+)")
 _ZH_STOPWORDS_TEXT = """
 的 了 是 在 和 与 及 或 而 我 你 他 她 它 我们 你们 他们 这 那 这个 那个 有 也 就 都 吗 呢 吧
 啊 呀 哦 嗯 一个 一下 什么 怎么 怎样 如何 为什么 哪 哪个 请问 可以 能 能否 会 要 把 被 对

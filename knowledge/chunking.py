@@ -14,10 +14,8 @@ import re
 from dataclasses import dataclass
 
 from knowledge.loaders import Loaded
+from knowledge.text import estimate_tokens
 
-# Characters of non-CJK text per token, measured on the OpenMMLab docs with the USE tokenizer.
-CHARS_PER_TOKEN = 3.2
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _BLANK = re.compile(r"\n[ \t]*\n")
@@ -36,11 +34,6 @@ _CODE_START = re.compile(
 class TextChunk:
     text: str
     title: str = ""
-
-
-def estimate_tokens(text: str) -> int:
-    cjk = len(_CJK.findall(text))
-    return cjk + int((len(text) - cjk) / CHARS_PER_TOKEN) + 1
 
 
 def chunk_document(loaded: Loaded, max_tokens: int, overlap_tokens: int) -> list[TextChunk]:

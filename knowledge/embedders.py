@@ -19,7 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from knowledge.config import EmbedderSettings
+from knowledge.http import post_json
+from knowledge.settings import EmbedderSettings
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,6 @@ class OpenAIEmbedder(_Local):
         return httpx.Client(timeout=self.settings.timeout_seconds, headers=headers)
 
     def _encode(self, model: Any, texts: list[str], query: bool) -> Any:
-        from knowledge.http import post_json
 
         body: dict[str, Any] = {"input": texts, "encoding_format": "float"}
         if self.settings.model:

@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
 
 def post_json(
     client: Any,
@@ -21,14 +30,6 @@ def post_json(
     jitter: float = 0.0,
 ) -> Any:
     """POST ``body`` to ``url`` with ``client`` (an httpx.Client); return the parsed JSON."""
-    import httpx
-    from tenacity import (
-        Retrying,
-        retry_if_exception,
-        stop_after_attempt,
-        wait_exponential,
-        wait_random,
-    )
 
     def retryable(exc: BaseException) -> bool:
         if isinstance(exc, httpx.HTTPStatusError):

@@ -15,32 +15,31 @@ on the calling thread instead.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import itertools
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 import numpy as np
+from filelock import FileLock, Timeout
+from tqdm import tqdm
 
-from knowledge.bm25 import BM25Index
+from knowledge.bm25 import BM25Index, Tokenizer
 from knowledge.chunking import chunk_document
-from knowledge.embedders import E5Embedder, EmbedProcess, UseEmbedder
+from knowledge.embedders import E5Embedder, Embedder, EmbedProcess, UseEmbedder
 from knowledge.loaders import SkipFile, load
-from knowledge.manifest import ChunkRow, DocumentRow
+from knowledge.manifest import ChunkRow, DocumentRow, Manifest
+from knowledge.settings import KnowledgeSettings
 from knowledge.sources import Skipped, SourceFile, scan
-
-if TYPE_CHECKING:
-    from knowledge.base import BuildReport, KnowledgeBase
+from knowledge.store import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,77 @@ STORE_BATCH = 1024
 PROCESS_MIN_CHUNKS = 2000
 # Bump when chunking or tokenizing changes in a way that makes stored chunks stale.
 INDEX_FORMAT = 1
+
+
+@dataclass(slots=True)
+class BuildReport:
+    documents: int = 0  # in the index after the build
+    chunks: int = 0
+    added: int = 0  # documents
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    chunks_embedded: int = 0
+    chunks_removed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    unsupported: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    # Where the time went: reading, hashing and chunking; the embedder itself; everything else
+    # in the embedding loop (tokenizing, waiting for the writer); BM25 and clean-up at the end.
+    read_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    write_seconds: float = 0.0
+    index_seconds: float = 0.0
+    rebuilt: bool = False  # everything was re-embedded (first build, new embedder or chunking)
+    reason: str = ""
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.added or self.changed or self.removed or self.chunks_removed)
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"{self.documents} documents, {self.chunks} chunks in the index "
+            f"({self.seconds:.1f} s)",
+            f"  added {self.added}, changed {self.changed}, removed {self.removed}, "
+            f"unchanged {self.unchanged} documents; embedded {self.chunks_embedded} chunks, "
+            f"removed {self.chunks_removed}",
+        ]
+        if self.rebuilt and self.reason:
+            lines.append(f"  full build: {self.reason}")
+        if self.unsupported:
+            kinds = ", ".join(
+                f"{ext} {n}" for ext, n in sorted(self.unsupported.items(), key=lambda x: -x[1])
+            )
+            lines.append(
+                f"  not indexed (unsupported types): {sum(self.unsupported.values())} files "
+                f"({kinds})"
+            )
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} files:")
+            lines.extend(f"    {s.source}: {s.reason}" for s in self.skipped)
+        return lines
+
+
+class IndexTarget(Protocol):
+    """What a build works on (the KnowledgeBase): its parts, and where to put the new BM25."""
+
+    settings: KnowledgeSettings
+    root: Path
+    embedder: Embedder
+    store: VectorStore
+    tokenizer: Tokenizer
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def bm25_dir(self) -> Path: ...
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def set_bm25(self, index: BM25Index, generation: str | None) -> None: ...
 
 
 class BuildBusy(Exception):
@@ -100,7 +170,7 @@ def chunk_id(key: str, title: str, text: str, seen: dict[str, int]) -> str:
     return digest
 
 
-def signature(kb: KnowledgeBase) -> str:
+def signature(kb: IndexTarget) -> str:
     chunking = kb.settings.chunking
     return json.dumps(
         {
@@ -114,44 +184,23 @@ def signature(kb: KnowledgeBase) -> str:
 
 
 @contextmanager
-def build_lock(kb: KnowledgeBase) -> Iterator[None]:
-    """One build at a time, across threads and processes."""
-    if not kb.build_lock.acquire(blocking=False):
-        raise BuildBusy("a knowledge base build is already running in this process")
+def build_lock(kb: IndexTarget) -> Iterator[None]:
+    """One build at a time, across threads and processes (a `kb build` and the daemon's job)."""
+    kb.root.mkdir(parents=True, exist_ok=True)
     try:
-        kb.root.mkdir(parents=True, exist_ok=True)
-        with open(kb.root / "build.lock", "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise BuildBusy(
-                    f"a knowledge base build is already running ({holder}); try again later"
-                ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()}")
-            handle.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        kb.build_lock.release()
+        with FileLock(kb.root / "build.lock", timeout=0):
+            yield
+    except Timeout:
+        raise BuildBusy("a knowledge base build is already running; try again later") from None
 
 
 def _bar(progress: bool, **kwargs: Any) -> Any:
-    from tqdm import tqdm
-
     return tqdm(disable=not progress, dynamic_ncols=True, **kwargs)
 
 
 def build(
-    kb: KnowledgeBase, *, progress: bool = True, full: bool = False, now: datetime | None = None
+    kb: IndexTarget, *, progress: bool = True, full: bool = False, now: datetime | None = None
 ) -> BuildReport:
-    from knowledge.base import BuildReport
-
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     report = BuildReport()
@@ -242,7 +291,7 @@ def build(
 
 
 def _plan(
-    kb: KnowledgeBase,
+    kb: IndexTarget,
     files: list[SourceFile],
     known: dict[str, DocumentRow],
     seen: set[str],
@@ -305,7 +354,7 @@ def _plan(
 
 
 def _embed_and_write(
-    kb: KnowledgeBase, plans: list[PlannedDocument], now: datetime, progress: bool
+    kb: IndexTarget, plans: list[PlannedDocument], now: datetime, progress: bool
 ) -> float:
     """Embed the new chunks in batches and store them about a thousand at a time. Returns the
     seconds spent in the embedder itself."""
@@ -407,7 +456,7 @@ def _embed_and_write(
 
 
 def _embeddings(
-    kb: KnowledgeBase, batches: list[list[str]]
+    kb: IndexTarget, batches: list[list[str]]
 ) -> Generator[tuple[np.ndarray, float], None, None]:
     """Vectors (and the model's seconds) for each batch, in order.
 
@@ -434,7 +483,7 @@ def _embeddings(
         worker.close()
 
 
-def _reconcile_store(kb: KnowledgeBase) -> None:
+def _reconcile_store(kb: IndexTarget) -> None:
     """Remove vectors the manifest does not know (left by a build that was interrupted)."""
     orphans = kb.store.ids() - kb.manifest.all_chunk_ids()
     if orphans:

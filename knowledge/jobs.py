@@ -9,18 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from knowledge.base import BuildReport, KnowledgeBase
+from knowledge.indexer import BuildBusy, BuildCancelled, BuildReport
+from knowledge.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
 
 def reindex(kb: KnowledgeBase, clock: Callable[[], datetime]) -> BuildReport | None:
     """Re-index what changed in the sources; None when the run was skipped or failed."""
-    from knowledge.indexer import BuildBusy, BuildCancelled
-
     now = clock()
     try:
         report = kb.build(progress=False, now=now)

@@ -3,6 +3,12 @@
 A small SQLite file beside the vectors. The content hash is how a re-index knows a file is
 unchanged; the tokens let the BM25 index be rebuilt without re-reading or re-tokenizing the
 documents that did not change.
+
+Why plain sqlite3 and not the bot's SQLAlchemy stack: this file is a cache of the index, not
+the bot's data. It belongs to the index folder (deleted, copied and rebuilt with it, one per
+worker like the BM25 files), never lives in PostgreSQL, has no migrations (a format change
+rebuilds the index), and ``knowledge/`` must not depend on the bot's storage. Four tables
+and bulk inserts of 16k rows need nothing sqlite3 lacks.
 """
 
 from __future__ import annotations

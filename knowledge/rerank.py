@@ -12,7 +12,8 @@ import os
 import threading
 from typing import Any, Protocol
 
-from knowledge.config import RerankerSettings
+from knowledge.http import post_json
+from knowledge.settings import RerankerSettings
 
 
 class RerankerError(Exception):
@@ -88,7 +89,6 @@ class HttpReranker:
             self._client = httpx.Client(timeout=self.settings.timeout_seconds, headers=headers)
 
     def rerank(self, query: str, texts: list[str]) -> list[float]:
-        from knowledge.http import post_json
 
         if not texts:
             return []

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-from knowledge.config import SourceSettings
 from knowledge.loaders import kind_of
+from knowledge.settings import SourceSettings
 
 
 class SourceError(Exception):

@@ -8,13 +8,14 @@ model at run time, which fails offline, so the collection is opened with none. T
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from knowledge.config import StoreSettings
+from knowledge.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class ChromaStore:
         self.path = path
         self._client: Any = None
         self._collection: Any = None
+        # Two threads opening the same path at once (a search while the scheduled build
+        # starts) get a half-started client from chroma's per-path cache: one opens it.
+        self._open_lock = threading.Lock()
 
     def describe(self) -> str:
         if self.settings.kind == "http":
@@ -74,6 +78,10 @@ class ChromaStore:
 
     @property
     def client(self) -> Any:
+        with self._open_lock:
+            return self._open()
+
+    def _open(self) -> Any:
         if self._client is None:
             import chromadb
             from chromadb.config import Settings

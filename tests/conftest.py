@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.base import Adapter
+from bot.adapter import Adapter
+from bot.app.services import build_services
 from bot.config import Config, load_config
-from bot.core import Bot
-from bot.llm.base import ChatModel
-from bot.services import build_services
+from bot.llm.protocol import ChatModel
+from bot.runtime import Bot
 from bot.storage.db import Database
 from tests.fakes import ScriptedChatModel
 

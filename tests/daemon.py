@@ -46,7 +46,7 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
 
     def _command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bot.cli", *args, "--config", str(self.config)]
+        return [sys.executable, "-m", "bot", *args, "--config", str(self.config)]
 
     def start(self, timeout: float = 60) -> Daemon:
         env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.config import Config
 from bot.context import TurnContext
-from bot.llm.base import ChatMessage, Completion
+from bot.llm.protocol import ChatMessage, Completion
 from bot.message import Message
 
 _ids = itertools.count(1)
@@ -118,7 +118,7 @@ class RecordingAdapter:
         return None
 
     async def send(self, delivery: Any, reply: Any) -> str | None:
-        from adapters.base import SendError
+        from bot.adapter import SendError
 
         self.attempts += 1
         if self.failures > 0:

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHECK = """
 import sys
 from pathlib import Path
-import bot, adapters.playground
+import bot, adapters.playground.adapter
 from bot.resources import resource_dir
 from bot.prompts import Prompts
 from bot.storage.db import Database
@@ -23,7 +23,7 @@ target = Path(sys.argv[1]).resolve()
 assert Path(bot.__file__).resolve().is_relative_to(target), bot.__file__
 for name in ("prompts", "migrations"):
     assert resource_dir(name).is_relative_to(target), resource_dir(name)
-assert adapters.playground.PAGE.is_file()
+assert adapters.playground.adapter.PAGE.is_file()
 Prompts().check("generate", {"bot_name", "topic", "question", "chunks", "history"})
 database = Database("sqlite:///" + sys.argv[2])
 print(database.upgrade())

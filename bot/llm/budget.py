@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from bot.context import Chunk, HistoryTurn
-from bot.llm.base import ChatMessage, ContextTooLong
+from bot.llm.protocol import ChatMessage, ContextTooLong
 
 Render = Callable[[list[Chunk], list[HistoryTurn], str], list[ChatMessage]]
 CHUNK_HEADER_TOKENS = 12  # "[3] path/to/file.md § Heading" and blank lines

@@ -3,7 +3,7 @@
 Short scoring prompts go to the local model (fast, free, token probabilities); long-context
 answers go to the remote one. When the first choice fails (an error after its retries, a blown
 rate budget, a prompt too long for it), the call goes to the other. Which backend was tried, why,
-and what failed goes into the trace through ``bot.llm.base.note``.
+and what failed goes into the trace through ``bot.llm.protocol.note``.
 
 Callers that can re-pack the prompt for a smaller context (the ``generate`` middleware) ask for
 the ordered ``routes`` and walk them with ``stream_with_fallback``; plain ``complete``/``stream``
@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from bot.config import RoutingSettings
-from bot.llm.base import (
+from bot.llm.protocol import (
     ChatMessage,
     ChatModel,
     Completion,

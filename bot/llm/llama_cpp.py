@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from bot.config import LLMSettings
-from bot.llm.base import (
+from bot.llm.gguf_info import GGUFError, GGUFInfo
+from bot.llm.planner import Plan, plan_model
+from bot.llm.protocol import (
     MESSAGE_OVERHEAD_TOKENS,
     ChatMessage,
     Completion,
@@ -32,8 +34,6 @@ from bot.llm.base import (
     LLMError,
     ModelError,
 )
-from bot.llm.gguf_info import GGUFError, GGUFInfo
-from bot.llm.planner import Plan, plan_model
 from bot.llm.scoring import SCORE_GRAMMAR, Score, score_from_probabilities
 from bot.llm.tiers import parse_tier
 

@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential_jitter
 
 from bot.config import LLMSettings, RemoteLLMSettings
-from bot.llm.base import (
+from bot.llm.protocol import (
     MESSAGE_OVERHEAD_TOKENS,
     ChatMessage,
     Completion,

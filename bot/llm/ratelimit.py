@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.llm.base import RateLimited
+from bot.llm.protocol import RateLimited
 
 WINDOW_SECONDS = 60.0
 

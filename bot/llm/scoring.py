@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from bot.llm.base import (
+from bot.llm.protocol import (
     ChatMessage,
     ChatModel,
     LLMError,

@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.context import Chunk, HistoryTurn, TurnContext
-from bot.llm.base import (
+from bot.llm.budget import Packed, pack
+from bot.llm.hybrid import stream_with_fallback
+from bot.llm.protocol import (
     ChatMessage,
     ChatModel,
     collect_notes,
@@ -23,8 +25,6 @@ from bot.llm.base import (
     count_tokens,
     routes_for,
 )
-from bot.llm.budget import Packed, pack
-from bot.llm.hybrid import stream_with_fallback
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
 

@@ -7,14 +7,12 @@ import re
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.context import TurnContext
-from bot.language import detect_language
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
+from knowledge.text import detect_language
 
-# Adapters leave mentions as "@name"; Feishu placeholders look like "@_user_1".
+# Adapters write mentions as "@Name" (each turns its platform's own form into that).
 _MENTION = re.compile(r"(?<![\w.])@[\w\-.]+\s?")
-# A quoted earlier message pasted above the question, WeChat/WeCom style: 「name：text」 + dashes.
-_QUOTE = re.compile(r"^「[^」]*」\s*\n?-\s?-\s?-.*?\n", re.S)
 # Runs of spaces inside a line; leading indentation is kept (it matters in pasted code).
 _SPACES = re.compile(r"(?<=\S)[ \t\u3000]{2,}")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -32,8 +30,7 @@ class Normalize(BaseMiddleware[NormalizeOptions]):
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
         options = self.options
-        text = _QUOTE.sub("", ctx.question)
-        text = _MENTION.sub(" ", text)
+        text = _MENTION.sub(" ", ctx.question)
         lines = [_SPACES.sub(" ", line).rstrip() for line in text.splitlines()]
         text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
         truncated = len(text) > options.max_chars

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.context import TurnContext
-from bot.llm.base import ChatMessage, collect_notes
+from bot.llm.protocol import ChatMessage, collect_notes
 from bot.llm.scoring import score
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext

@@ -14,7 +14,7 @@ import logging
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.config import ConfigError
-from bot.context import TurnContext
+from bot.context import Chunk, TurnContext
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
 
@@ -82,5 +82,7 @@ class Retrieve(BaseMiddleware[RetrieveOptions]):
             return ctx.ignore("no-knowledge", why="the knowledge base has no passages")
         if dense_max < options.min_score:
             return ctx.ignore("no-knowledge")
-        ctx.chunks.extend(h.to_chunk() for h in hits)
+        ctx.chunks.extend(
+            Chunk(h.text, h.source, h.title, score=h.score, scores=dict(h.scores)) for h in hits
+        )
         return await call_next(ctx)

@@ -13,15 +13,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.context import TurnContext
-from bot.llm.base import (
+from bot.llm.budget import pack
+from bot.llm.protocol import (
     ChatMessage,
     collect_notes,
     context_length,
     count_message_tokens,
     routes_for,
 )
-from bot.llm.base import count_tokens as count_text_tokens
-from bot.llm.budget import pack
+from bot.llm.protocol import count_tokens as count_text_tokens
 from bot.llm.scoring import score
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from bot.config import ConfigError
 from bot.context import Chunk, TurnContext
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
@@ -77,8 +78,6 @@ class WebSearch(BaseMiddleware[WebSearchOptions]):
 
     async def warm_up(self) -> None:
         if not self.options.api_key.get_secret_value():
-            from bot.config import ConfigError
-
             raise ConfigError(
                 "middleware.web_search.api_key is empty: set it to ${SERPER_API_KEY} and export "
                 "the key, or take web_search out of the pipeline"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
@@ -25,8 +26,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            from datetime import UTC
-
             return value.replace(tzinfo=UTC)
         return value
 
@@ -35,7 +34,9 @@ class Base(DeclarativeBase):
     pass
 
 
-class MessageStatus:
+class MessageStatus(StrEnum):
+    """Where a message is on its way: stored, in the pipeline, its reply being sent, or done."""
+
     RECEIVED = "received"
     PROCESSING = "processing"
     REPLYING = "replying"
@@ -44,7 +45,15 @@ class MessageStatus:
     FAILED = "failed"
     EXPIRED = "expired"
 
-    UNFINISHED = (RECEIVED, PROCESSING, REPLYING)
+
+UNFINISHED_STATUSES = (MessageStatus.RECEIVED, MessageStatus.PROCESSING, MessageStatus.REPLYING)
+FINAL_STATUSES = frozenset(set(MessageStatus) - set(UNFINISHED_STATUSES))
+
+
+class ReplyStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class Conversation(Base):
@@ -97,7 +106,7 @@ class ReplyRecord(Base):
     text: Mapped[str] = mapped_column(Text)
     references: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=ReplyStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     platform_reply_id: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.message import Message, Reply, utcnow
-from bot.storage.models import Conversation, MessageRecord, MessageStatus, ReplyRecord
+from bot.storage.models import (
+    UNFINISHED_STATUSES,
+    Conversation,
+    MessageRecord,
+    MessageStatus,
+    ReplyRecord,
+    ReplyStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,7 @@ def load_message(session: Session, message_id: int) -> Message:
 def set_status(
     session: Session,
     message_ids: list[int],
-    status: str,
+    status: MessageStatus,
     *,
     decision: str | None = None,
     trace: list[dict[str, Any]] | None = None,
@@ -146,7 +153,7 @@ def mark_reply(
     session: Session,
     reply_id: int,
     *,
-    status: str,
+    status: ReplyStatus,
     attempts: int,
     error: str | None = None,
     platform_reply_id: str | None = None,
@@ -157,7 +164,7 @@ def mark_reply(
     record.error = error
     if platform_reply_id is not None:
         record.platform_reply_id = platform_reply_id
-    if status == "sent":
+    if status == ReplyStatus.SENT:
         record.sent_at = utcnow()
 
 
@@ -185,12 +192,12 @@ def unfinished_messages(session: Session) -> list[Unfinished]:
     """Messages a crash or stop left half-done, oldest first."""
     records = session.scalars(
         select(MessageRecord)
-        .where(MessageRecord.status.in_(MessageStatus.UNFINISHED))
+        .where(MessageRecord.status.in_(UNFINISHED_STATUSES))
         .order_by(MessageRecord.id)
     ).all()
     result = []
     for record in records:
-        pending = next((r.id for r in record.replies if r.status == "pending"), None)
+        pending = next((r.id for r in record.replies if r.status == ReplyStatus.PENDING), None)
         result.append(
             Unfinished(
                 id=record.id,
@@ -229,7 +236,7 @@ def recent_history(
     ).all()
     turns = []
     for item in reversed(earlier):
-        sent = next((r.text for r in item.replies if r.status == "sent"), None)
+        sent = next((r.text for r in item.replies if r.status == ReplyStatus.SENT), None)
         turns.append((item.sender_name or item.sender_id, item.text, sent))
     return turns
 

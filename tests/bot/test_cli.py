@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.app.cli import main
 from tests.conftest import write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

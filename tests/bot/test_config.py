@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.app.cli import main
 from bot.config import ConfigError, load_config
 from tests.conftest import write_config
 

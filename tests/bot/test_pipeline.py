@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from bot.app.services import build_services
 from bot.config import Config
 from bot.context import TurnContext
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext, build_pipelines
-from bot.services import build_services
 from tests.fakes import ScriptedChatModel, make_context
 
 pytestmark = pytest.mark.unit

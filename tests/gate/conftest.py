@@ -36,7 +36,7 @@ def write_gate_config(root: Path, **overrides: Any) -> Path:
 
 
 def build_index(config: Config) -> None:
-    from knowledge.base import KnowledgeBase
+    from knowledge.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase.open(config.knowledge, config.work_dir)
     try:

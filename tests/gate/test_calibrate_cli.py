@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.app.cli import main
 from bot.config import load_config
-from knowledge.gate.store import CURVE_FILE, GATE_FILE, META_FILE, gate_dir
+from knowledge.rejection.files import CURVE_FILE, GATE_FILE, META_FILE, gate_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from knowledge.gate.model import (
+from knowledge.rejection.model import (
     add_log_odds,
     best_threshold,
     fit_gate,

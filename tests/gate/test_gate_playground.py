@@ -9,17 +9,17 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from adapters.playground import PAGE, PlaygroundAdapter
-from bot.config import PlaygroundSettings
-from knowledge.gate.curve import draw_pr_curve
-from knowledge.gate.model import fit_gate
-from knowledge.gate.store import CURVE_FILE, gate_dir
+from adapters.playground.adapter import PAGE, PlaygroundAdapter, PlaygroundSettings
+from bot.adapter import AdapterEnvironment
+from knowledge.rejection.curve import draw_pr_curve
+from knowledge.rejection.files import CURVE_FILE, gate_dir
+from knowledge.rejection.model import fit_gate
 
 pytestmark = pytest.mark.unit
 
 
 def test_curve_route_is_404_until_calibrated_then_the_png(tmp_path: Path) -> None:
-    adapter = PlaygroundAdapter(PlaygroundSettings(), tmp_path)
+    adapter = PlaygroundAdapter(PlaygroundSettings(), AdapterEnvironment(tmp_path))
     client = TestClient(Starlette(routes=adapter.routes))
     missing = client.get("/api/gate/curve.png")
     assert missing.status_code == 404

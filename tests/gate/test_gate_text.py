@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.gate.examples import Examples, ExamplesError, read_questions
-from knowledge.gate.text import TEXT_FEATURES, text_features
+from knowledge.rejection.examples import Examples, ExamplesError, read_questions
+from knowledge.rejection.message_features import TEXT_FEATURES, text_features
 
 pytestmark = pytest.mark.unit
 

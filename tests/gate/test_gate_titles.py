@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bot.config import load_config
-from knowledge.base import KnowledgeBase
-from knowledge.gate.features import E5QueryEmbedder, TitleIndex, kb_headings
+from knowledge.knowledge_base import KnowledgeBase
+from knowledge.rejection.features import TitleIndex, e5_query_embedder, kb_headings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ class Counting:
     """The real e5 embedder, counting what it is asked to embed."""
 
     def __init__(self) -> None:
-        self.inner = E5QueryEmbedder()
+        self.inner = e5_query_embedder()
         self.name = self.inner.name
         self.seen: list[str] = []
 

@@ -10,13 +10,11 @@ from typing import Any
 
 import pytest
 
+from bot.app.services import build_services
 from bot.config import ConfigError, load_config
 from bot.context import TurnContext
 from bot.middlewares.reject_embedding import RejectEmbedding
 from bot.pipeline import Pipeline, build_pipelines
-from bot.services import build_services
-from knowledge.gate.calibrate import Calibrator
-from knowledge.gate.jobs import recalibrate, uses_gate
 from tests.fakes import ScriptedChatModel, make_context
 from tests.gate.conftest import build_index, write_gate_config
 
@@ -96,24 +94,22 @@ async def test_changed_examples_are_refitted_and_picked_up(tmp_path: Path, index
     shutil.copytree(indexed.parent, root)
     path = write_gate_config(root)
     pipeline, config = await pipeline_for(path)
-    gate = next(m for m in pipeline.middlewares if isinstance(m, RejectEmbedding))
-    assert await gate.refresh() is False  # nothing changed since warm-up
-    before = gate._gate.meta["examples"]  # type: ignore[union-attr]
+    middleware = next(m for m in pipeline.middlewares if isinstance(m, RejectEmbedding))
+    gate = middleware.gate
+    assert gate.refresh() is False  # nothing changed since warm-up
+    assert gate.stored is not None
+    before = gate.stored.meta["examples"]
 
     bad = json.loads((root / "bad.json").read_text())
     (root / "bad.json").write_text(json.dumps([*bad, "这周末天气真好"], ensure_ascii=False))
-    kb = gate.services.knowledge
-    assert kb is not None
-    calibrator = Calibrator(kb, gate.calibrator().settings, config.work_dir)
-    assert recalibrate(calibrator) is True  # what the daemon's job does
-    assert recalibrate(calibrator) is False
+    assert gate.refresh() is True  # what the daemon's job does, on the same object
+    assert gate.refresh() is False
 
     ctx = make_context(config, "How do I install MMFoo?")
-    await pipeline.run(ctx)  # the middleware loads the new gate before deciding
-    assert gate._gate.meta["examples"] != before  # type: ignore[union-attr]
-    assert gate._gate.meta["bad"] == 15  # type: ignore[union-attr]
+    await pipeline.run(ctx)
+    assert gate.stored.meta["examples"] != before
+    assert gate.stored.meta["bad"] == 15
     assert ctx.decision == "answered"
-    assert uses_gate(gate.services)
 
 
 async def test_a_pipeline_without_a_knowledge_base_is_a_config_error(tmp_path: Path) -> None:

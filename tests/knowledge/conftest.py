@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from knowledge.base import KnowledgeBase
-from knowledge.config import EmbedderSettings, KnowledgeSettings
 from knowledge.embedders import Embedder, UseEmbedder
+from knowledge.knowledge_base import KnowledgeBase
+from knowledge.settings import EmbedderSettings, KnowledgeSettings
 
 DATA = Path(__file__).parent.parent / "data" / "knowledge"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.base import KnowledgeBase
+from knowledge.knowledge_base import KnowledgeBase
 from knowledge.store import StoreError
 from tests.knowledge.servers import free_port, wait_http
 

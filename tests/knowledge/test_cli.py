@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.app.cli import main
 
 pytestmark = pytest.mark.integration
 

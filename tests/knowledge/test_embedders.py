@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knowledge.config import EmbedderSettings
 from knowledge.embedders import Embedder, EmbedderError, build_embedder
+from knowledge.settings import EmbedderSettings
 from tests.knowledge.servers import free_port, wait_http
 
 

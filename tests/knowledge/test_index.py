@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knowledge.base import KnowledgeBase
 from knowledge.embedders import Embedder
+from knowledge.knowledge_base import KnowledgeBase
 from knowledge.sources import SourceError
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.app.jobs import Jobs
+from bot.app.services import build_services
 from bot.config import Config
-from bot.jobs import Jobs
-from bot.services import build_services
-from knowledge.base import KnowledgeBase
 from knowledge.indexer import build_lock
 from knowledge.jobs import reindex
+from knowledge.knowledge_base import KnowledgeBase
 from tests.fakes import ScriptedChatModel
 
 KB = Callable[..., KnowledgeBase]

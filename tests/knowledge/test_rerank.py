@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.base import KnowledgeBase
-from knowledge.config import RerankerSettings
+from knowledge.knowledge_base import KnowledgeBase
 from knowledge.rerank import CrossEncoderReranker, HttpReranker, RerankerError
+from knowledge.settings import RerankerSettings
 from tests.knowledge.servers import FakeRerank, free_port
 
 KB = Callable[..., KnowledgeBase]

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from bot.app.services import build_services
 from bot.config import Config, ConfigError
 from bot.context import TurnContext
 from bot.pipeline import Pipeline, build_pipelines
-from bot.services import Services, build_services
+from bot.services import Services
 from tests.fakes import ScriptedChatModel, make_message
 
 pytestmark = pytest.mark.integration

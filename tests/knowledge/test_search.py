@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.base import KnowledgeBase
+from knowledge.knowledge_base import KnowledgeBase
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory, use_embedder: object) -> Iterator[KnowledgeBase]:
-    from knowledge.config import KnowledgeSettings
+    from knowledge.settings import KnowledgeSettings
     from tests.knowledge.conftest import DATA
 
     root = tmp_path_factory.mktemp("search")
@@ -55,7 +55,7 @@ def test_the_answering_passage_comes_first(
 
 
 def test_hits_carry_sources_for_citations(kb: KnowledgeBase) -> None:
-    chunk = kb.search("pip install mmfoo", k=1)[0].to_chunk()
+    chunk = kb.search("pip install mmfoo", k=1)[0]
     assert chunk.source == "corpus/en/install.md"
     assert chunk.title.startswith("Installation")
     assert "pip install mmfoo" in chunk.text

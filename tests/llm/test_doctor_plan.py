@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.app.cli import main
 from bot.llm.planner import QWEN25
 from tests.conftest import write_config
 from tests.daemon import free_port

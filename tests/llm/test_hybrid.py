@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bot.config import LLMSettings, RemoteLLMSettings, RoutingSettings
-from bot.llm.base import LLMError, collect_notes, estimate_tokens
 from bot.llm.hybrid import HybridChatModel
 from bot.llm.openai_compatible import OpenAICompatibleChatModel
+from bot.llm.protocol import LLMError, collect_notes, estimate_tokens
 from bot.llm.scoring import score
 from tests.fakes import ScriptedChatModel
 from tests.llm.fake_servers import FakeOpenAI, Step

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bot.config import LLMSettings
-from bot.llm.base import ContextTooLong, TokenCounting
 from bot.llm.llama_cpp import LlamaCppChatModel, bundled_model_path
+from bot.llm.protocol import ContextTooLong, TokenCounting
 from bot.llm.scoring import Scoring, score
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from bot.config import LLMSettings, RemoteLLMSettings
-from bot.llm.base import ContextTooLong, LLMError, RateLimited, collect_notes
 from bot.llm.openai_compatible import OpenAICompatibleChatModel, parse_retry_after
+from bot.llm.protocol import ContextTooLong, LLMError, RateLimited, collect_notes
 from bot.llm.scoring import score
 from tests.llm.fake_servers import FakeOpenAI, Step
 

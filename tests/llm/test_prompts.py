@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.app.services import build_services
 from bot.config import Config
 from bot.context import Chunk, HistoryTurn
 from bot.middlewares import generate, verify
 from bot.pipeline import build_pipelines
 from bot.prompts import LANGUAGES, PromptError, Prompts
-from bot.services import build_services
 from tests.fakes import ScriptedChatModel
 
 pytestmark = pytest.mark.unit

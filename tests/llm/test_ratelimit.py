@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.llm.base import RateLimited
+from bot.llm.protocol import RateLimited
 from bot.llm.ratelimit import RateLimiter
 
 pytestmark = pytest.mark.unit

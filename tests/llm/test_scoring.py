@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.llm.base import LLMError, collect_notes
+from bot.llm.protocol import LLMError, collect_notes
 from bot.llm.scoring import Score, parse_score, score, score_from_probabilities
 from tests.fakes import ScriptedChatModel
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from bot.app.services import build_services
 from bot.config import Config
 from bot.context import Chunk, TurnContext
 from bot.message import Reference
 from bot.pipeline import build_pipelines
-from bot.services import build_services
 from tests.fakes import ScriptedChatModel, make_message
 
 pytestmark = pytest.mark.unit

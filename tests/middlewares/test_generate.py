@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
+from bot.app.services import build_services
 from bot.config import Config, LLMSettings, RemoteLLMSettings, RoutingSettings
 from bot.context import Chunk, HistoryTurn
-from bot.llm.base import estimate_tokens
 from bot.llm.hybrid import HybridChatModel
 from bot.llm.openai_compatible import OpenAICompatibleChatModel
+from bot.llm.protocol import estimate_tokens
 from bot.message import Reply
 from bot.pipeline import build_pipelines
-from bot.services import build_services
 from tests.fakes import ScriptedChatModel, make_context
 from tests.llm.fake_servers import FakeOpenAI, Step
 
@@ -90,7 +90,7 @@ async def test_weakest_chunks_are_dropped_to_fit_the_context(
     config_factory: Callable[..., Config],
 ) -> None:
     config = config_factory({"pipeline": ["generate"], "llm": {"max_tokens": 64}})
-    llm = SmallModel("answer", context_length=1200)
+    llm = SmallModel("answer", context_length=1500)
     chunks = [
         Chunk(text="strong " * 200, source="a.md", score=0.9),
         Chunk(text="weak " * 200, source="b.md", score=0.1),

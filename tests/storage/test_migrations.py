@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.app.cli import main
 from bot.storage.db import Database, SchemaError
 from bot.storage.models import Base
 from tests.conftest import write_config

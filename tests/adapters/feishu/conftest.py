@@ -13,10 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from adapters import build_adapters
-from adapters.feishu import FeishuAdapter
-from bot.core import Bot
-from bot.llm.base import ChatMessage, Completion
+from adapters.feishu.adapter import FeishuAdapter
+from bot.adapter import build_adapters
+from bot.llm.protocol import ChatMessage, Completion
+from bot.runtime import Bot
 from bot.storage import repo
 from bot.storage.models import MessageRecord
 from tests.adapters.feishu.fake_feishu import FakeFeishu, serve, signed_request

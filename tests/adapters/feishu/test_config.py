@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters import build_adapters
-from bot.config import Config, ConfigError, FeishuSettings
-from bot.server import create_app
+from adapters.feishu.settings import FeishuSettings
+from bot.adapter import adapter_settings, build_adapters
+from bot.app.server import create_app
+from bot.config import Config, ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -50,8 +51,8 @@ def test_example_loads_once_uncommented(
 ) -> None:
     monkeypatch.setenv("FEISHU_APP_SECRET", "the-secret")
     config = config_factory({"adapters": {"feishu": example_block()}})
-    feishu = config.adapters.feishu
-    assert feishu is not None
+    _, feishu = adapter_settings(config, "feishu")
+    assert isinstance(feishu, FeishuSettings)
     assert feishu.mode == "websocket"
     assert feishu.app_secret.get_secret_value() == "the-secret"
     assert "the-secret" not in repr(config)
@@ -60,10 +61,11 @@ def test_example_loads_once_uncommented(
 def test_webhook_mode_needs_the_encrypt_key_and_token(
     config_factory: Callable[..., Config],
 ) -> None:
+    config = config_factory(
+        {"adapters": {"feishu": {"app_id": "cli_x", "app_secret": "s", "mode": "webhook"}}}
+    )
     with pytest.raises(ConfigError) as error:
-        config_factory(
-            {"adapters": {"feishu": {"app_id": "cli_x", "app_secret": "s", "mode": "webhook"}}}
-        )
+        build_adapters(config)
     assert "adapters.feishu" in str(error.value)
     assert "encrypt_key and verification_token" in str(error.value)
 
@@ -90,7 +92,7 @@ def test_lark_domain_accepted() -> None:
 
 def test_disabled_or_absent_feishu_does_not_import_the_sdk() -> None:
     code = (
-        "import sys; from bot.config import load_config; from adapters import build_adapters;"
+        "import sys; from bot.config import load_config; from bot.adapter import build_adapters;"
         "names = [a.name for a in build_adapters(load_config('bot.yaml'))];"
         "print(names, 'lark_oapi' in sys.modules)"
     )

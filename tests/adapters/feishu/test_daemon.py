@@ -125,7 +125,7 @@ def test_doctor_checks_the_feishu_credentials(
 ) -> None:
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.app.cli import main
 
     fake = threaded_fake.fake
     config = daemon_config(

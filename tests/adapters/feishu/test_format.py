@@ -6,16 +6,8 @@ import json
 
 import pytest
 
-from adapters.feishu_format import (
-    Part,
-    Skipped,
-    flatten_post,
-    parse_message_event,
-    plan_parts,
-    post_content,
-    split_part,
-    split_text,
-)
+from adapters.common.parts import Part, plan_parts, split_part
+from adapters.feishu.format import Skipped, flatten_post, parse_message_event, post_content
 from bot.message import Message, Reference, Reply
 from tests.adapters.feishu.fake_feishu import load_event
 
@@ -126,37 +118,6 @@ def test_bots_and_broken_events_are_skipped() -> None:
     assert isinstance(message, Message) and message.text == ""
 
 
-def test_split_text_respects_the_limit_and_keeps_code_whole() -> None:
-    code = "```python\n" + "\n".join(f"x{i} = {i}" for i in range(30)) + "\n```"
-    text = "\n\n".join(["a" * 300, code, "b " * 400, "c" * 1200])
-    pieces = split_text(text, 500)
-    assert all(len(p) <= 500 for p in pieces)
-    assert code in pieces
-    assert "".join(pieces).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(
-        " ", ""
-    )
-
-
-def test_plan_parts_puts_mentions_first_and_references_last() -> None:
-    reply = Reply(
-        text="\n\n".join(["p" * 900, "q" * 900]),
-        references=(Reference("docs/a.md", "Intro"), Reference("u", "U", "https://u.example")),
-        mentions=("ou_asker",),
-    )
-    parts = plan_parts(reply, 1000)
-    assert [len(p.text) for p in parts] == [900, 900]
-    assert parts[0].mentions == ("ou_asker",) and parts[1].mentions == ()
-    assert parts[0].references == () and parts[1].references == reply.references
-    assert all(p.size() <= 1000 for p in parts)
-
-
-def test_references_get_a_part_of_their_own_when_needed() -> None:
-    reply = Reply(text="x" * 990, references=(Reference("docs/a-long-path.md", "Heading"),))
-    parts = plan_parts(reply, 1000)
-    assert [p.text for p in parts] == ["x" * 990, ""]
-    assert parts[1].references == reply.references
-
-
 def test_post_content_in_chinese_labels_the_references() -> None:
     reply = Reply(
         text="请使用 mim 安装。", references=(Reference("docs/zh_cn/install.md", "安装"),)
@@ -166,15 +127,6 @@ def test_post_content_in_chinese_labels_the_references() -> None:
     assert content[1] == [{"tag": "text", "text": "参考资料:"}]
     assert content[2] == [{"tag": "text", "text": "[1] docs/zh_cn/install.md § 安装"}]
     json.dumps(content)  # serialisable as sent
-
-
-def test_split_part_halves_and_keeps_order() -> None:
-    part = Part("one two three four five six", (Reference("a.md"),), ("ou_x",))
-    first, second = split_part(part)
-    assert first.text + " " + second.text == part.text
-    assert first.mentions == ("ou_x",) and second.mentions == ()
-    assert first.references == () and second.references == part.references
-    assert split_part(Part("x")) == [Part("x")]
 
 
 def test_references_split_apart_keep_their_numbers() -> None:

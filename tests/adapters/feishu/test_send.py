@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import Delivery, SendError
-from adapters.feishu import FeishuAdapter
-from bot.config import FeishuSettings
+from adapters.feishu.adapter import FeishuAdapter
+from adapters.feishu.settings import FeishuSettings
+from bot.adapter import Delivery, SendError
 from bot.message import Reference, Reply
 from tests.adapters.feishu.conftest import VERIFICATION_TOKEN, FeishuBot, MakeFeishuBot
 from tests.adapters.feishu.fake_feishu import Failure, FakeFeishu, load_event

@@ -1,0 +1,1 @@
+"""Feishu / Lark: the adapter (lark-oapi), its settings and its message formats."""

@@ -1,0 +1,125 @@
+"""The local playground: a simulated group chat in the browser, and a JSON API for it.
+
+``POST /api/messages`` takes a message as a group member would send it; ``GET
+/api/messages/{id}`` shows whether the bot answered or stayed silent, the reply and the decision
+trace. Replies already live in the database (the outbox stores them), so sending is a no-op here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot.adapter import Adapter, AdapterEnvironment, AdapterSettings, Delivery
+from bot.message import Message, Reply
+from knowledge.rejection.files import CURVE_FILE, gate_dir
+
+if TYPE_CHECKING:
+    from bot.inbox import Inbox
+
+PAGE = Path(__file__).resolve().parent / "static" / "playground.html"
+
+
+class PostedMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=20000)
+    sender: str = Field("member", min_length=1, max_length=64)
+    conversation_id: str = Field("playground", min_length=1, max_length=128)
+    conversation_type: str = Field("group", pattern="^(group|p2p)$")
+    message_id: str | None = Field(None, min_length=1, max_length=128)
+    mentioned_bot: bool = False
+    wait: bool = False
+
+
+class PlaygroundSettings(AdapterSettings):
+    """``adapters.playground`` in bot.yaml."""
+
+    wait_seconds: float = Field(120, ge=0)
+
+
+class PlaygroundAdapter(Adapter):
+    name = "playground"
+    Settings = PlaygroundSettings
+    settings: PlaygroundSettings
+
+    def __init__(
+        self, settings: PlaygroundSettings, environment: AdapterEnvironment | None = None
+    ) -> None:
+        super().__init__(settings, environment)
+        self.work_dir = environment.work_dir if environment else None
+        self._inbox: Inbox | None = None
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.page, methods=["GET"]),
+            Route("/api/messages", self.post_message, methods=["POST"]),
+            Route("/api/messages/{message_id:int}", self.get_message, methods=["GET"]),
+            Route("/api/gate/curve.png", self.gate_curve, methods=["GET"]),
+        ]
+
+    async def start(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+
+    async def send(self, delivery: Delivery, reply: Reply) -> str | None:
+        return f"playground-reply-{delivery.message_id}"
+
+    def _require_inbox(self) -> Inbox:
+        if self._inbox is None:
+            raise RuntimeError("the playground adapter has not been started")
+        return self._inbox
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(PAGE, media_type="text/html; charset=utf-8")
+
+    async def post_message(self, request: Request) -> Response:
+        try:
+            posted = PostedMessage.model_validate_json(await request.body())
+        except ValidationError as exc:
+            errors = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "error": e["msg"]}
+                for e in exc.errors()
+            ]
+            return JSONResponse({"error": "invalid message", "details": errors}, status_code=422)
+        inbox = self._require_inbox()
+        message = Message(
+            platform=self.name,
+            conversation_id=posted.conversation_id,
+            conversation_type="p2p" if posted.conversation_type == "p2p" else "group",
+            sender_id=posted.sender,
+            sender_name=posted.sender,
+            text=posted.text,
+            platform_message_id=posted.message_id or uuid.uuid4().hex,
+            mentioned_bot=posted.mentioned_bot,
+        )
+        stored = await inbox.receive(message)
+        if posted.wait:
+            view = await inbox.wait_done(stored.id, self.settings.wait_seconds)
+        else:
+            view = await inbox.message_view(stored.id)
+        return JSONResponse(
+            {"duplicate": stored.duplicate, **(view or {})},
+            status_code=200 if posted.wait else 202,
+        )
+
+    async def gate_curve(self, request: Request) -> Response:
+        """The rejection gate's precision-recall curve, drawn by `huixiangdou-bot calibrate`."""
+        path = gate_dir(self.work_dir) / CURVE_FILE if self.work_dir else None
+        if path is None or not path.is_file():
+            return JSONResponse(
+                {"error": "no calibrated gate yet: run huixiangdou-bot calibrate"},
+                status_code=404,
+            )
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    async def get_message(self, request: Request) -> Response:
+        view = await self._require_inbox().message_view(int(request.path_params["message_id"]))
+        if view is None:
+            return JSONResponse({"error": "no such message"}, status_code=404)
+        return JSONResponse(view)

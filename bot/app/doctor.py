@@ -1,0 +1,234 @@
+"""`huixiangdou-bot doctor`: check the config, database, model, prompts, adapters and port,
+with advice for each problem. Each adapter brings its own check (``Adapter.doctor``)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import shutil
+import socket
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from bot.adapter import Finding, build_adapters
+from bot.app.cli_support import EXIT_CONFIG, config_option
+from bot.app.services import build_services
+from bot.config import Config, ConfigError, load_config
+from bot.llm.gguf_info import GGUFInfo
+from bot.llm.llama_cpp import ModelError, plan_for_settings, resolve_model_path
+from bot.pipeline import build_pipelines
+from bot.prompts import PromptError
+from bot.storage.db import Database, SchemaError
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.failed = 0
+        self.config_errors = 0
+
+    def ok(self, what: str, detail: str = "") -> None:
+        click.echo(click.style("  ok    ", fg="green") + what + (f": {detail}" if detail else ""))
+
+    def bad(self, what: str, advice: str) -> None:
+        self.failed += 1
+        click.echo(click.style("  FAIL  ", fg="red") + what)
+        click.echo(f"        -> {advice}")
+
+    def warn(self, what: str, advice: str) -> None:
+        click.echo(click.style("  warn  ", fg="yellow") + what)
+        click.echo(f"        -> {advice}")
+
+    def report(self, finding: Finding) -> None:
+        if finding.level == "ok":
+            self.ok(finding.what, finding.detail)
+        elif finding.level == "warn":
+            self.warn(finding.what, finding.detail)
+        else:
+            self.bad(finding.what, finding.detail)
+
+
+def check_package_names(checks: Checks) -> None:
+    """The bot installs the generic top-level names bot, adapters and knowledge: say so when
+    another installed distribution provides one of them too (their files would mix)."""
+    owners = importlib.metadata.packages_distributions()
+    clashes = {
+        name: sorted(set(owners.get(name, [])) - {"huixiangdou-bot"})
+        for name in ("bot", "adapters", "knowledge")
+    }
+    clashes = {name: others for name, others in clashes.items() if others}
+    if clashes:
+        listed = "; ".join(f"{name}: {', '.join(d)}" for name, d in clashes.items())
+        checks.warn(
+            "package names",
+            f"other installed packages also provide {listed}: install huixiangdou-bot in a "
+            "virtual environment of its own",
+        )
+
+
+def describe_gguf(path: Path) -> str:
+    """Architecture, size and context length from the GGUF header, without loading weights."""
+    info = GGUFInfo.read(path)
+    size_mb = info.file_size / 2**20
+    return (
+        f"{info.name} ({info.arch}, {info.file_type}, {info.block_count} layers, "
+        f"trained context {info.context_length}, {size_mb:.0f} MiB)"
+    )
+
+
+def check_local_model(checks: Checks, config: Config) -> None:
+    """The GGUF file and the planner's decision for llm.tier (layers, context, KV cache)."""
+    try:
+        model_path = resolve_model_path(config.llm)
+        checks.ok("model file", describe_gguf(model_path))
+        plan = plan_for_settings(config.llm, model_path)
+    except ModelError as exc:
+        checks.bad("model file", str(exc))
+        return
+    except Exception as exc:
+        checks.bad("model file", f"not a readable GGUF file: {exc}")
+        return
+    what = f"plan for tier {plan.tier.name}"
+    if plan.status == "does-not-fit":
+        checks.bad(what, "; ".join((plan.summary(), *plan.advice[:2])))
+    elif plan.status == "partial" or (plan.tier.gpu_gib > 0 and plan.n_gpu_layers == 0):
+        checks.warn(what, plan.summary())
+    else:
+        checks.ok(what, plan.summary())
+    for line in plan.lines()[3:]:
+        click.echo(f"        {line}")
+    import llama_cpp
+
+    if plan.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+        checks.warn(
+            "GPU offload",
+            "this llama-cpp-python build has no GPU support: reinstall it with "
+            "CMAKE_ARGS=-DGGML_CUDA=on (or set llm.tier: cpu)",
+        )
+
+
+def check_remote_model(checks: Checks, config: Config) -> None:
+    """Can the OpenAI-compatible server be reached, and does it accept the key?"""
+    remote = config.llm.remote
+    headers = {}
+    if remote.api_key is not None and remote.api_key.get_secret_value():
+        headers["Authorization"] = f"Bearer {remote.api_key.get_secret_value()}"
+    what = f"remote model {remote.model or '(no model set)'} at {remote.base_url}"
+    try:
+        response = httpx.get(f"{remote.base_url}/models", headers=headers, timeout=5.0)
+    except httpx.HTTPError as exc:
+        checks.warn(what, f"cannot reach it ({type(exc).__name__}): check llm.remote.base_url")
+        return
+    if response.status_code in (401, 403):
+        checks.bad(what, f"HTTP {response.status_code}: check llm.remote.api_key")
+    elif response.status_code >= 400:
+        checks.warn(what, f"GET /models answered HTTP {response.status_code}")
+    else:
+        checks.ok(what, "reachable")
+
+
+@click.command()
+@config_option
+def doctor(config_path: Path) -> None:
+    """Check the config, database, model, prompts and port, with advice for each problem."""
+    checks = Checks()
+    click.echo(f"huixiangdou-bot doctor ({config_path})")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        checks.bad("bot.yaml", str(exc))
+        sys.exit(EXIT_CONFIG)
+    checks.ok("bot.yaml", f"pipeline: {' -> '.join(config.pipeline)}")
+
+    checks.ok("python", sys.version.split()[0])
+    check_package_names(checks)
+
+    work = config.work_dir
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / f".doctor-{uuid.uuid4().hex}"
+        probe.write_text("ok")
+        probe.unlink()
+        free_gb = shutil.disk_usage(work).free / 2**30
+        checks.ok("work dir", f"{work} ({free_gb:.1f} GiB free)")
+    except OSError as exc:
+        checks.bad("work dir", f"{work} is not writable ({exc}): fix bot.work_dir")
+
+    try:
+        database = Database(config.database_url)
+        database.check_schema()
+        checks.ok("database", f"{database.safe_url} at revision {database.current_revision()}")
+    except SchemaError as exc:
+        checks.bad("database schema", str(exc))
+    except Exception as exc:
+        checks.bad("database", f"cannot open {config.database.url}: {exc}")
+
+    if config.llm.backend in ("llama_cpp", "hybrid"):
+        check_local_model(checks, config)
+    if config.llm.backend in ("openai", "hybrid"):
+        check_remote_model(checks, config)
+    import llama_cpp  # the native library: loaded only by the commands that run the model
+
+    checks.ok("llama-cpp-python", llama_cpp.__version__)
+
+    try:
+        services = build_services(config, llm=_NoModel())
+        pipelines = build_pipelines(services)
+        for pipeline in pipelines.values():
+            asyncio.run(pipeline.warm_up())
+        checks.ok("pipeline and prompts", f"{len(pipelines)} pipeline(s) built, templates check")
+    except ConfigError as exc:
+        checks.config_errors += 1
+        checks.bad("pipeline", str(exc))
+    except PromptError as exc:
+        checks.bad("prompts", str(exc))
+
+    try:
+        adapters = build_adapters(config)
+    except ConfigError as exc:
+        checks.config_errors += 1
+        checks.bad("adapters", str(exc))
+        adapters = []
+    for adapter in adapters:
+        for finding in asyncio.run(adapter.doctor()):
+            checks.report(finding)
+
+    host, port = config.server.host, config.server.port
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            checks.ok("server port", f"{host}:{port} is free")
+        except OSError as exc:
+            checks.warn(
+                f"server port {host}:{port}",
+                f"cannot bind ({exc.strerror}): is the bot already running? "
+                "Otherwise change server.port",
+            )
+
+    if checks.failed:
+        click.secho(f"{checks.failed} problem(s) found", fg="red")
+        sys.exit(EXIT_CONFIG if checks.config_errors else 1)
+    click.secho("all checks passed", fg="green")
+
+
+class _NoModel:
+    """Stands in for the chat model when doctor builds the pipeline without loading weights."""
+
+    name = "not loaded"
+
+    async def warm_up(self) -> None:
+        return None
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("doctor does not run the model")
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("doctor does not run the model")
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,149 @@
+"""The outbox: a reply is persisted before it is sent, sent with retries, and its message marked
+answered or failed. A stored reply is resent as it is after a crash, never generated again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from bot import metrics
+from bot.adapter import Adapter, Delivery, SendError
+from bot.config import OutboxSettings
+from bot.context import TraceStep
+from bot.message import Message, Reply
+from bot.outcomes import Outcomes
+from bot.storage import repo
+from bot.storage.db import Database
+from bot.storage.models import MessageStatus, ReplyStatus
+
+log = logging.getLogger(__name__)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return not isinstance(exc, SendError) or exc.retryable
+
+
+class Outbox:
+    def __init__(
+        self,
+        database: Database,
+        outcomes: Outcomes,
+        adapters: dict[str, Adapter],
+        settings: OutboxSettings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = database
+        self.outcomes = outcomes
+        self.adapters = adapters
+        self.settings = settings
+        self.clock = clock
+        self.adapters_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a send (or a status write) in the background, keeping a reference to it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    async def join(self) -> None:
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def store_and_deliver(
+        self,
+        message_id: int,
+        message: Message,
+        reply: Reply,
+        decision: str,
+        trace: list[dict[str, Any]],
+    ) -> None:
+        reply_id = await self.db.run(repo.store_reply, message_id, reply, decision, trace)
+        await self.deliver(message_id, message, reply_id, reply, trace)
+
+    async def deliver(
+        self,
+        message_id: int,
+        message: Message,
+        reply_id: int,
+        reply: Reply,
+        trace: list[dict[str, Any]],
+    ) -> None:
+        """Send a persisted reply with retries, then mark the message answered or failed."""
+        await self.adapters_ready.wait()
+        step = TraceStep(name="send", verdict="sent")
+        started = time.perf_counter()
+        adapter = self.adapters.get(message.platform)
+        attempts = 0
+        platform_reply_id: str | None = None
+        error: str | None = None
+        if adapter is None:
+            error = f"no {message.platform!r} adapter is running"
+        else:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.settings.send_attempts),
+                wait=wait_random_exponential(
+                    multiplier=self.settings.retry_initial_seconds,
+                    max=self.settings.retry_max_seconds,
+                ),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        attempts += 1
+                        platform_reply_id = await adapter.send(
+                            Delivery.for_message(message, message_id), reply
+                        )
+                        metrics.SEND_ATTEMPTS.labels(message.platform, "ok").inc()
+            except Exception as exc:
+                metrics.SEND_ATTEMPTS.labels(message.platform, "error").inc()
+                log.warning(
+                    "message #%d: sending the reply failed after %d attempt(s): %s",
+                    message_id,
+                    attempts,
+                    exc,
+                )
+                error = f"{type(exc).__name__}: {exc}"
+        step.ms = round((time.perf_counter() - started) * 1000, 3)
+        step.detail = {"attempts": attempts, "platform": message.platform}
+        if error is not None:
+            step.verdict = f"error: {error}"
+        trace = [*trace, step.to_dict()]
+        await self.db.run(
+            repo.mark_reply,
+            reply_id,
+            status=ReplyStatus.FAILED if error else ReplyStatus.SENT,
+            attempts=attempts,
+            error=error,
+            platform_reply_id=platform_reply_id,
+        )
+        if error is None:
+            await self.outcomes.finish([message_id], MessageStatus.ANSWERED, "answered", trace)
+        else:
+            await self.outcomes.finish(
+                [message_id], MessageStatus.FAILED, f"failed: send: {error}", trace
+            )
+
+    async def resend(self, message_id: int, reply_id: int) -> None:
+        """Send a reply that was stored before a crash, as it was stored."""
+        message = await self.db.run(repo.load_message, message_id)
+        reply = await self.db.run(repo.load_reply, reply_id)
+        view = await self.outcomes.view(message_id)
+        trace = view["trace"] if view else []
+        await self.deliver(message_id, message, reply_id, reply, trace)

@@ -1,0 +1,151 @@
+"""The bot at run time: inbox, conversation queues, pipeline, outbox and recovery, wired
+together as DESIGN.md draws them, started and stopped as one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from bot import metrics
+from bot.adapter import Adapter
+from bot.context import HistoryTurn, TurnContext
+from bot.inbox import Inbox
+from bot.outbox import Outbox
+from bot.outcomes import Outcomes
+from bot.pipeline import Pipeline, build_pipelines
+from bot.queues import ConversationQueues, Queued
+from bot.recovery import Recovery
+from bot.services import Services
+from bot.storage import repo
+from bot.storage.db import Database
+from bot.storage.models import MessageStatus
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 6
+
+
+class Bot:
+    def __init__(self, services: Services, database: Database, adapters: list[Adapter]) -> None:
+        self.services = services
+        self.config = services.config
+        self.db = database
+        self.adapters = {adapter.name: adapter for adapter in adapters}
+        self.pipelines: dict[str, Pipeline] = build_pipelines(services)
+        settings = self.config.queue
+        self.queues = ConversationQueues(
+            self._handle,
+            max_concurrent=settings.max_concurrent_conversations,
+            max_pending=settings.max_pending_per_conversation,
+            debounce_seconds=settings.debounce_seconds,
+        )
+        self.outcomes = Outcomes(database)
+        self.outbox = Outbox(
+            database, self.outcomes, self.adapters, self.config.outbox, services.clock
+        )
+        self.inbox = Inbox(database, self.outcomes, self._enqueue)
+        self.recovery = Recovery(
+            database, self.outcomes, self.outbox, self._enqueue, settings, services.clock
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self, *, recover: bool = True) -> None:
+        """Load models, resume what a crash left unfinished, then start receiving."""
+        await self.services.warm_up()
+        for pipeline in {id(p): p for p in self.pipelines.values()}.values():
+            await pipeline.warm_up()
+        if recover:
+            await self.recovery.resume(self.adapters)
+        for adapter in self.adapters.values():
+            await adapter.start(self.inbox)
+        self.outbox.adapters_ready.set()
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop receiving, give messages in flight a moment to finish, then cancel the rest
+        (they stay `processing` in the database and are resumed at the next start)."""
+        for adapter in self.adapters.values():
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter %s failed to stop", adapter.name)
+        try:
+            await asyncio.wait_for(self.join(), grace_seconds)
+        except TimeoutError:
+            log.info("stopping with messages still in flight; they resume at the next start")
+        await self.queues.close()
+        await self.outbox.cancel()
+        await self.services.close()
+
+    async def join(self) -> None:
+        """Wait until every queued message and pending send is done (for tests and `ask`)."""
+        while True:
+            await self.queues.join()
+            if not self.outbox.busy:
+                return
+            await self.outbox.join()
+
+    # -- queueing and handling ----------------------------------------------------------------
+
+    def _enqueue(self, key: str, item: Queued) -> None:
+        if not self.queues.put(key, item):
+            limit = self.config.queue.max_pending_per_conversation
+            self.outbox.spawn(
+                self.outcomes.finish(
+                    [item.message_id],
+                    MessageStatus.IGNORED,
+                    f"ignored: overloaded ({limit} messages already waiting in this conversation)",
+                    [],
+                )
+            )
+
+    def pipeline_for(self, conversation_id: str) -> Pipeline:
+        return self.pipelines.get(conversation_id, self.pipelines[""])
+
+    async def _handle(self, burst: list[Queued]) -> None:
+        ids = [item.message_id for item in burst]
+        primary = ids[0]
+        await self.db.run(repo.set_status, ids, MessageStatus.PROCESSING)
+        messages = [await self.db.run(repo.load_message, i) for i in ids]
+        message = messages[0]
+        history = await self.db.run(repo.recent_history, primary, HISTORY_TURNS)
+        ctx = TurnContext(
+            message=message,
+            message_id=primary,
+            config=self.config,
+            group=self.config.group(message.conversation_id),
+            question="\n".join(m.text for m in messages),
+            merged_message_ids=ids[1:],
+            history=[HistoryTurn(sender, text, reply) for sender, text, reply in history],
+        )
+        if len(ids) > 1:
+            await self.outcomes.finish(
+                ids[1:],
+                MessageStatus.IGNORED,
+                f"merged into #{primary}",
+                [],
+                merged_into_id=primary,
+            )
+        started = time.perf_counter()
+        try:
+            reply = await self.pipeline_for(message.conversation_id).run(ctx)
+        except Exception as exc:
+            log.exception("message #%d: pipeline failed", primary)
+            await self.outcomes.finish(
+                [primary],
+                MessageStatus.FAILED,
+                f"failed: {type(exc).__name__}: {exc}",
+                ctx.trace_dicts(),
+            )
+            return
+        finally:
+            metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
+        if reply is None:
+            await self.outcomes.finish(
+                [primary], MessageStatus.IGNORED, ctx.decision or "ignored", ctx.trace_dicts()
+            )
+            return
+        await self.outbox.store_and_deliver(
+            primary, message, reply, ctx.decision or "answered", ctx.trace_dicts()
+        )

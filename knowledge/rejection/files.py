@@ -1,0 +1,15 @@
+"""Where the calibrated gate lives: ``<work_dir>/knowledge/gate/``. A module of its own, so
+the playground can find the PR curve without importing scikit-learn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+GATE_FILE = "gate.joblib"
+META_FILE = "gate.json"
+CURVE_FILE = "pr_curve.png"
+TITLES_FILE = "titles.npz"
+
+
+def gate_dir(work_dir: Path) -> Path:
+    return Path(work_dir) / "knowledge" / "gate"

@@ -1,0 +1,54 @@
+"""Text helpers every part of the bot shares: CJK detection, language, token estimates.
+
+They live at the bottom of the dependency graph (``knowledge/`` imports nothing from the bot), so
+the core, the adapters and the knowledge base all use these and none keeps its own copy.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Chinese (with the extension-A block and compatibility ideographs), Japanese kana and Korean
+# Hangul: scripts written without spaces between words, where one character is about a token.
+CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+CJK = re.compile(f"[{CJK_CHARS}]")
+# Han characters only: what tells Chinese from other text.
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+# Characters of non-CJK text per token, measured on the OpenMMLab docs with the USE tokenizer.
+CHARS_PER_TOKEN = 3.2
+
+
+def has_cjk(text: str) -> bool:
+    return CJK.search(text) is not None
+
+
+def count_cjk(text: str) -> int:
+    return len(CJK.findall(text))
+
+
+def detect_language(text: str) -> str:
+    """``zh`` when Chinese characters make up a fair share of the letters, else ``en``.
+
+    Chinese questions often carry English identifiers (``mmdet 怎么安装``), so the bar is low.
+    """
+    han = len(HAN.findall(text))
+    if han == 0:
+        return "en"
+    latin_words = len(_LATIN_WORD.findall(text))
+    return "zh" if han >= latin_words or han >= 4 else "en"
+
+
+def estimate_tokens(
+    text: str, cjk_weight: float = 1.0, chars_per_token: float = CHARS_PER_TOKEN
+) -> int:
+    """Tokens without running a tokenizer: ``cjk_weight`` per CJK character (about 1 for
+    Chinese-trained vocabularies, up to 1.5 for others) and one per ``chars_per_token`` other
+    characters (3.2 in prose; code and numbers split finer).
+
+    The defaults size chunks; prompt budgets ask for a high estimate, since running out of
+    context is worse than leaving some unused.
+    """
+    cjk = count_cjk(text)
+    return int(cjk * cjk_weight + 0.999) + int((len(text) - cjk) / chars_per_token) + 1

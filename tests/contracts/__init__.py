@@ -1,0 +1,1 @@
+"""Contract test suites: one per interface, inherited by every implementation's tests."""
