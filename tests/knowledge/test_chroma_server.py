@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from knowledge.knowledge_base import KnowledgeBase
 from knowledge.store import StoreError
-from tests.knowledge.servers import free_port, wait_http
+from tests.knowledge.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KB = Callable[..., KnowledgeBase]
-
-
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    assert chroma, "the chromadb package ships the `chroma` command"
-    port = free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    process = subprocess.Popen(
-        [chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat")
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def test_build_search_and_incremental_update_on_a_chroma_server(

