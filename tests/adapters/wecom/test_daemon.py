@@ -1,0 +1,174 @@
+"""`huixiangdou-bot run` and `doctor` with WeCom configured, in a subprocess, against the fake
+WeCom (served from a thread of this process): killed with SIGKILL while answering, the daemon
+answers exactly once after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from bot.app.cli import main
+from tests.adapters.wecom.conftest import USER, make_fake, wecom_section
+from tests.adapters.wecom.fake_wecom import (
+    FakeWeCom,
+    Keys,
+    app_callback,
+    msg_id,
+    text_xml,
+    url_check,
+)
+from tests.daemon import Daemon, daemon_config, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MIDDLEWARES = "tests.adapters.feishu.middlewares"
+ANSWERING = [
+    "normalize",
+    f"{MIDDLEWARES}:StaticChunks",
+    f"{MIDDLEWARES}:CannedAnswer",
+    f"{MIDDLEWARES}:CiteAll",
+]
+
+
+class ThreadedFake:
+    """The fake on an event loop of its own, since the test itself blocks."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.fake, self.app_keys, self.bot_keys, self.robot_key = make_fake()
+        self._running = self.fake.running()
+
+    def call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(20)
+
+    def start(self) -> ThreadedFake:
+        self.thread.start()
+        self.call(self._running.__aenter__())
+        return self
+
+    def stop(self) -> None:
+        self.call(self._running.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def section(self) -> dict[str, Any]:
+        return wecom_section(self.fake, self.app_keys, self.bot_keys, self.robot_key)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def threaded_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedFake]:
+    fake = ThreadedFake().start()
+    monkeypatch.setenv("WECOM_DOCS_SECRET", fake.fake.secret)
+    yield fake
+    fake.stop()
+
+
+def post_callback(daemon: Daemon, keys: Keys, xml: str) -> httpx.Response:
+    query, body = app_callback(keys, xml)
+    return httpx.post(f"{daemon.url}/wecom/docs", params=query, content=body, timeout=10)
+
+
+def status(daemon: Daemon, message_id: int) -> str:
+    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", timeout=10)
+    return str(response.json().get("status")) if response.status_code == 200 else ""
+
+
+def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
+    tmp_path: Path, threaded_fake: ThreadedFake
+) -> None:
+    fake: FakeWeCom = threaded_fake.fake
+    port = free_port()
+    adapters = {"wecom": threaded_fake.section()}
+    hanging = daemon_config(
+        tmp_path,
+        port,
+        pipeline=["normalize", "tests.plugins:Sleep", *ANSWERING[1:]],
+        middleware={"sleep": {"seconds": 600}},
+        adapters=adapters,
+    )
+    xml = text_xml(fake.corp_id, USER, "怎么安装 mmdet？", msg_id())
+    first = Daemon(hanging, port).start()
+    try:
+        # The URL check the console makes when the admin saves the callback URL.
+        check = url_check(threaded_fake.app_keys, "echo-123")
+        echoed = httpx.get(f"{first.url}/wecom/docs", params=check, timeout=10)
+        assert (echoed.status_code, echoed.text) == (200, "echo-123")
+        assert post_callback(first, threaded_fake.app_keys, xml).status_code == 200
+        wait_until(lambda: status(first, 1) == "processing")
+    finally:
+        first.kill()
+
+    restarted = daemon_config(tmp_path, port, pipeline=ANSWERING, adapters=adapters)
+    second = Daemon(restarted, port).start()
+    try:
+        # WeCom may well deliver the callback again meanwhile: still one message, one answer.
+        assert post_callback(second, threaded_fake.app_keys, xml).status_code == 200
+        wait_until(lambda: status(second, 1) == "answered")
+        assert status(second, 2) == ""  # no second message
+    finally:
+        second.stop()
+    assert len(fake.sent) == 1
+    [sent] = fake.sent
+    assert (sent.kind, sent.target) == ("message", USER)
+    assert "Use mim to install mmcv" in sent.content
+    log = second.log.read_text()
+    assert "Traceback" not in log, log
+    for secret in (
+        fake.secret,
+        threaded_fake.app_keys.token,
+        threaded_fake.app_keys.encoding_aes_key,
+    ):
+        assert secret not in first.log.read_text() + log
+
+
+@pytest.mark.parametrize("right_secret", [True, False])
+def test_doctor_checks_the_credentials_and_callbacks(
+    tmp_path: Path, threaded_fake: ThreadedFake, right_secret: bool
+) -> None:
+    fake = threaded_fake.fake
+    section = threaded_fake.section()
+    if not right_secret:
+        section["apps"][0]["secret"] = "wrong-secret-123"
+    config = daemon_config(tmp_path, free_port(), adapters={"wecom": section})
+    output = CliRunner().invoke(main, ["doctor", "--config", str(config)]).output
+    if right_secret:
+        assert (
+            f"ok    wecom app docs: access token for corp {fake.corp_id}, agent 1000002 at "
+            f"{fake.url}; callback path /wecom/docs, Token of 32 characters, EncodingAESKey "
+            "of 43 characters" in output
+        ), output
+    else:
+        assert "FAIL  wecom app docs" in output, output
+        assert "errcode 40001" in output and "app secret is wrong" in output
+        assert "wrong-secret-123" not in output
+    assert "ok    wecom AI bot helper: callback path /wecom/helper" in output
+    assert "wecom group robot for wrkSFfCgAAtestchat0001" in output
+    assert fake.secret not in output and threaded_fake.robot_key not in output
+
+
+def test_doctor_names_a_bad_encoding_aes_key(tmp_path: Path, threaded_fake: ThreadedFake) -> None:
+    section = threaded_fake.section()
+    section["bots"][0]["encoding_aes_key"] = "tooshort"
+    config = daemon_config(tmp_path, free_port(), adapters={"wecom": section})
+    output = CliRunner().invoke(main, ["doctor", "--config", str(config)]).output
+    assert "FAIL  adapters" in output, output
+    assert "adapters.wecom.bots[0]" in output
+    assert "encoding_aes_key: expected the 43" in output and "got 8 characters" in output
+    assert "tooshort" not in output
