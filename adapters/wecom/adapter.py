@@ -155,6 +155,8 @@ class WeComAdapter(Adapter):
             self._callback_pool.shutdown(wait=False, cancel_futures=True)
             self._callback_pool = None
         self._api_pool.shutdown(wait=False, cancel_futures=True)
+        for client in self.clients.values():
+            client.close()
         await self.robots.close()
 
     # -- receiving ----------------------------------------------------------------------------
@@ -420,15 +422,17 @@ class WeComAdapter(Adapter):
                 await self._api(client, "access token", client.fetch_access_token)
             except WeComError as exc:
                 findings.append(Finding("fail", what, f"{exc} (at {self.settings.api_base_url})"))
-            else:
-                findings.append(
-                    Finding(
-                        "ok",
-                        what,
-                        f"access token for corp {app.corp_id}, agent {app.agent_id} at "
-                        f"{self.settings.api_base_url}; {_callback_detail(app)}",
-                    )
+                continue
+            finally:
+                client.close()  # doctor's adapter is never stopped: leave no connection open
+            findings.append(
+                Finding(
+                    "ok",
+                    what,
+                    f"access token for corp {app.corp_id}, agent {app.agent_id} at "
+                    f"{self.settings.api_base_url}; {_callback_detail(app)}",
                 )
+            )
         for bot in self.settings.bots:
             findings.append(Finding("ok", f"wecom AI bot {bot.name}", _callback_detail(bot)))
         for robot in self.settings.group_robots:

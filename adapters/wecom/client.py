@@ -67,6 +67,9 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
         self.API_BASE_URL = f"{api_base_url}/cgi-bin/"
         self._http = _TimeoutSession(timeout)
 
+    def close(self) -> None:
+        self._http.close()
+
     def fetch_access_token(self) -> dict[str, Any]:
         result: dict[str, Any] = self._fetch_access_token(
             url=f"{self.API_BASE_URL}gettoken",
