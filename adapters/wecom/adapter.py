@@ -57,7 +57,7 @@ from adapters.common.webhook import (
     read_body,
     refusal,
 )
-from adapters.wecom.client import RobotClient, WeComClient, WeComError
+from adapters.wecom.client import RobotClient, WeComClient, WeComError, redact_request_logs
 from adapters.wecom.format import (
     RATE_LIMIT_CODES,
     TOO_LONG_CODES,
@@ -96,6 +96,7 @@ class WeComAdapter(Adapter):
         self, settings: WeComSettings, environment: AdapterEnvironment | None = None
     ) -> None:
         super().__init__(settings, environment)
+        redact_request_logs()
         # Apps check the corp id inside every ciphertext; AI bots have none ("").
         self.cryptos = {
             app.name: WeChatCrypto(

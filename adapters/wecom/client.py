@@ -7,6 +7,7 @@ the tests' fake WeCom need no patching.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,27 @@ _SECRET_PARAMS = re.compile(r"\b(corpsecret|access_token|key|response_code)=[^&\
 
 def redact(text: str) -> str:
     return _SECRET_PARAMS.sub(r"\1=***", text)
+
+
+class _RedactQuery(logging.Filter):
+    """httpx logs every request's URL at INFO and urllib3 at DEBUG, query string included:
+    WeCom's robot key, access token and app secret travel there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_REDACT_QUERY = _RedactQuery()
+
+
+def redact_request_logs() -> None:
+    """Keep WeCom's secrets out of the HTTP libraries' request logs (idempotent)."""
+    for name in ("httpx", "urllib3.connectionpool"):
+        logging.getLogger(name).addFilter(_REDACT_QUERY)
 
 
 class WeComError(Exception):

@@ -4,6 +4,7 @@ single-use response_url."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -106,7 +107,10 @@ async def test_parts_sent_before_a_rate_limit_are_not_sent_again(
     assert wb.fake.send_attempts == len(texts) + 1  # one refused, none repeated
 
 
-async def test_an_expired_token_is_fetched_again_once(wecom_bot: MakeWeComBot) -> None:
+async def test_an_expired_token_is_fetched_again_once(
+    wecom_bot: MakeWeComBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     wb = await wecom_bot()
     await wb.post_app(wb.question_xml(QUESTION))
     await wb.bot.join()
@@ -118,6 +122,10 @@ async def test_an_expired_token_is_fetched_again_once(wecom_bot: MakeWeComBot) -
     assert statuses == ["answered", "answered"]
     assert wb.fake.token_requests == 2
     assert len(wb.fake.sent) == 2
+    # urllib3 logs each request's path at DEBUG: secret and tokens are not in it.
+    assert "corpsecret=***" in caplog.text and "access_token=***" in caplog.text
+    for secret in (wb.fake.secret, *wb.fake.tokens):
+        assert secret not in caplog.text
 
 
 async def test_a_token_refused_again_after_refreshing_fails_the_message(
@@ -192,8 +200,9 @@ async def test_an_app_created_group_chat_is_answered_with_appchat_send(
 
 @pytest.mark.parametrize("message_format", ["markdown", "text"])
 async def test_the_group_robot_posts_answers_and_mentions_the_asker(
-    wecom_bot: MakeWeComBot, message_format: str
+    wecom_bot: MakeWeComBot, message_format: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     wb = await wecom_bot(llm=ScriptedChatModel(LONG), robot={"message_format": message_format})
     payload = wb.bot_payload(QUESTION, chat_id=ROBOT_CHAT)
     await wb.post_bot(payload)
@@ -210,6 +219,9 @@ async def test_the_group_robot_posts_answers_and_mentions_the_asker(
         assert [s.mentioned_list for s in sent] == [[USER]] + [[]] * (len(sent) - 1)
     # The response_url stays unused (WeCom takes one call on it).
     assert payload["response_url"].split("=")[-1] in wb.fake.response_codes
+    # httpx logs each request's URL: the robot's key is not in it.
+    assert "/cgi-bin/webhook/send?key=***" in caplog.text
+    assert wb.robot_key not in caplog.text
 
 
 async def test_a_wrong_robot_key_fails_with_93000(wecom_bot: MakeWeComBot) -> None:
