@@ -104,12 +104,12 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
         token (40014, 42001) is fetched again and the call repeated, once."""
         try:
             try:
-                return dict(send())
+                result = send()
             except WeChatClientException as exc:
                 if exc.errcode not in TOKEN_EXPIRED_CODES:
                     raise
                 self.fetch_access_token()
-                return dict(send())
+                result = send()
         except WeChatClientException as exc:
             status = exc.response.status_code if exc.response is not None else None
             if exc.errcode is None:
@@ -117,8 +117,12 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
             raise WeComError(what, int(exc.errcode), str(exc.errmsg), status) from None
         except requests.RequestException as exc:
             raise WeComError(what, None, redact(f"{type(exc).__name__}: {exc}")) from None
-        except ValueError as exc:  # an answer that is not JSON (a proxy's error page)
+        except ValueError as exc:  # a token answer that is not JSON (a proxy's error page)
             raise WeComError(what, None, f"unreadable answer: {type(exc).__name__}") from None
+        if not isinstance(result, dict):  # wechatpy hands back answers that are not JSON
+            status = getattr(result, "status_code", None)
+            raise WeComError(what, None, "unreadable answer (not JSON)", status)
+        return result
 
 
 class RobotClient:
