@@ -211,6 +211,10 @@ def _interpolate(value: Any, path: str, source: Path) -> Any:
     return value
 
 
+# Keys whose values are never echoed in an error message (they may hold credentials).
+_SECRET_KEY = re.compile(r"secret|key|token|password|credential", re.I)
+
+
 def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -218,7 +222,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "required key is missing"
     got = error.get("input")
-    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+    secret = any(_SECRET_KEY.search(str(part)) for part in error.get("loc", ()))
+    shown = type(got).__name__ if secret or isinstance(got, dict | list) else repr(got)
     return f"{error['msg'].lower()}, got {shown}"
 
 

@@ -169,3 +169,12 @@ def test_load_config_raises_config_error_not_validation_error(tmp_path: Path) ->
     path = write_config(tmp_path, {"server": {"port": 70000}})
     with pytest.raises(ConfigError, match=r"server\.port"):
         load_config(path)
+
+
+def test_a_bad_value_under_a_secret_key_is_not_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text("llm:\n  remote:\n    api_key: [sk-should-not-show]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "llm.remote.api_key" in str(error.value)
+    assert "sk-should-not-show" not in str(error.value)
