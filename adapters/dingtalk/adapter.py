@@ -97,10 +97,6 @@ class DingTalkAdapter(Adapter):
             await asyncio.to_thread(self._stream.stop)
             self._stream = None
 
-    @property
-    def stream(self) -> StreamClient | None:
-        return self._stream.client if self._stream is not None else None
-
     # -- receiving ----------------------------------------------------------------------------
 
     async def _on_message(self, callback: CallbackMessage) -> tuple[int, str]:
@@ -135,7 +131,8 @@ class DingTalkAdapter(Adapter):
         except DingTalkError as exc:
             delivery.detail["code"] = exc.code
             raise _send_error(exc) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ValueError) as exc:
+            # Transport failures, and answers that are not JSON (a proxy's error page).
             raise SendError(f"dingtalk: {type(exc).__name__}: {exc}", retryable=True) from None
 
     def _card_wanted(self, reply: Reply) -> bool:
@@ -174,7 +171,9 @@ class DingTalkAdapter(Adapter):
     async def _send_messages(
         self, client: httpx.AsyncClient, delivery: Delivery, reply: Reply
     ) -> str | None:
-        staff_id, nick = self._asker(delivery)
+        """Markdown messages, split within the limit; the route is chosen for the first part
+        and turns to the open API for good if DingTalk says the sessionWebhook is gone."""
+        staff_id, _ = self._asker(delivery)
         group = delivery.conversation_type == "group"
         mentions = tuple(reply.mentions)
         if group and self.settings.at_asker and staff_id and staff_id not in mentions:
@@ -201,18 +200,7 @@ class DingTalkAdapter(Adapter):
             if key in self._sent_parts:
                 continue  # posted by an earlier attempt of this send
             try:
-                if route == SESSION_WEBHOOK:
-                    try:
-                        await self._post_to_webhook(client, delivery, part)
-                    except DingTalkError as exc:
-                        if exc.code not in SESSION_GONE_CODES:
-                            raise
-                        route = OPEN_API
-                        why = f"sessionWebhook refused: code {exc.code}: {exc.message}"
-                        detail.update(route=route, why=why)
-                if route == OPEN_API:
-                    sent_id = await self._post_by_open_api(client, delivery, part, staff_id, nick)
-                    first_id = first_id or sent_id or None
+                route, sent_id = await self._post(client, delivery, part, route)
             except DingTalkError as exc:
                 pieces = split_part(part) if exc.code in TOO_LONG_CODES else [part]
                 if len(pieces) < 2:
@@ -222,6 +210,7 @@ class DingTalkAdapter(Adapter):
                 continue
             self._sent_parts.put(key)
             detail["parts"] += 1
+            first_id = first_id or sent_id or None
         log.info(
             "dingtalk: reply to #%d sent by %s (%d part(s))%s",
             delivery.message_id,
@@ -235,22 +224,32 @@ class DingTalkAdapter(Adapter):
         seed = f"{delivery.message_id}|{delivery.in_reply_to}|{path}|{render_markdown(part)}"
         return hashlib.sha256(seed.encode()).hexdigest()
 
-    async def _post_to_webhook(
-        self, client: httpx.AsyncClient, delivery: Delivery, part: Part
-    ) -> None:
-        text = markdown_text(part)
-        await self.api.send_by_session(
-            client,
-            str(delivery.raw["session_webhook"]),
-            markdown_title(render_markdown(part)),
-            text,
-            list(part.mentions),
-        )
+    async def _post(
+        self, client: httpx.AsyncClient, delivery: Delivery, part: Part, route: str
+    ) -> tuple[str, str]:
+        """Post one part; returns the route it took and the platform's id for it, if any."""
+        if route == SESSION_WEBHOOK:
+            try:
+                await self.api.send_by_session(
+                    client,
+                    str(delivery.raw["session_webhook"]),
+                    markdown_title(render_markdown(part)),
+                    markdown_text(part),
+                    list(part.mentions),
+                )
+                return route, ""
+            except DingTalkError as exc:
+                if exc.code not in SESSION_GONE_CODES:
+                    raise
+                why = f"sessionWebhook refused: code {exc.code}: {exc.message}"
+                delivery.detail.update(route=OPEN_API, why=why)
+        return OPEN_API, await self._post_by_open_api(client, delivery, part)
 
     async def _post_by_open_api(
-        self, client: httpx.AsyncClient, delivery: Delivery, part: Part, staff_id: str, nick: str
+        self, client: httpx.AsyncClient, delivery: Delivery, part: Part
     ) -> str:
         # The open API's markdown cannot @-mention: name the asker instead.
+        staff_id, nick = self._asker(delivery)
         named = (nick,) if nick and staff_id in part.mentions else ()
         part = dataclasses.replace(part, mentions=named)
         return await self.api.send_markdown(
@@ -319,13 +318,13 @@ class DingTalkAdapter(Adapter):
                 Finding(
                     "fail",
                     "dingtalk",
-                    f"{where} refused the credentials: {exc}. Check adapters.dingtalk.client_id "
-                    "(the app's Client ID, formerly AppKey) and DINGTALK_CLIENT_SECRET (Client "
-                    "Secret, formerly AppSecret) on the app's 凭证与基础信息 (Credentials & Basic "
-                    "Info) page",
+                    f"{where} refused the credentials: {exc}. Compare adapters.dingtalk.client_id "
+                    "and client_secret (${DINGTALK_CLIENT_SECRET} in the shipped bot.yaml) with "
+                    "the Client ID (formerly AppKey) and Client Secret (formerly AppSecret) on "
+                    "the app's 凭证与基础信息 (Credentials & Basic Info) page",
                 )
             ]
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ValueError) as exc:
             return [
                 Finding(
                     "fail",
