@@ -49,7 +49,12 @@ class SendError(Exception):
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """Where a reply goes: the conversation, the message it answers, and until when the
-    platform's reply target for that message is valid (None: it does not expire)."""
+    platform's reply target for that message is valid (None: it does not expire).
+
+    ``detail`` is the adapter's note for the trace's send step: which route the reply took
+    (a reply target or an API that does not expire), what the platform answered. One Delivery
+    serves every attempt of a send, so the note says what the last attempt did.
+    """
 
     conversation_id: str
     conversation_type: str
@@ -57,6 +62,7 @@ class Delivery:
     message_id: int
     raw: dict[str, Any]
     expires_at: datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def for_message(cls, message: Message, message_id: int) -> Delivery:

@@ -131,6 +131,9 @@ class GroupSettings(Section):
     require_mention: bool = False
     # Search only this knowledge.sources collection for this group (None: all of them).
     knowledge_collection: str | None = None
+    # Said instead of silence when someone @-mentions the bot with chitchat or an off-topic
+    # message (None: stay silent). On DingTalk every group message the bot gets @-mentions it.
+    non_answer: str | None = Field(None, min_length=1, max_length=500)
 
 
 class LoggingSettings(Section):

@@ -88,6 +88,7 @@ class Outbox:
         step = TraceStep(name="send", verdict="sent")
         started = time.perf_counter()
         adapter = self.adapters.get(message.platform)
+        delivery = Delivery.for_message(message, message_id)
         attempts = 0
         platform_reply_id: str | None = None
         error: str | None = None
@@ -107,9 +108,7 @@ class Outbox:
                 async for attempt in retrying:
                     with attempt:
                         attempts += 1
-                        platform_reply_id = await adapter.send(
-                            Delivery.for_message(message, message_id), reply
-                        )
+                        platform_reply_id = await adapter.send(delivery, reply)
                         metrics.SEND_ATTEMPTS.labels(message.platform, "ok").inc()
             except Exception as exc:
                 metrics.SEND_ATTEMPTS.labels(message.platform, "error").inc()
@@ -121,7 +120,7 @@ class Outbox:
                 )
                 error = f"{type(exc).__name__}: {exc}"
         step.ms = round((time.perf_counter() - started) * 1000, 3)
-        step.detail = {"attempts": attempts, "platform": message.platform}
+        step.detail = {"attempts": attempts, "platform": message.platform, **delivery.detail}
         if error is not None:
             step.verdict = f"error: {error}"
         trace = [*trace, step.to_dict()]

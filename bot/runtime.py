@@ -9,8 +9,9 @@ import time
 
 from bot import metrics
 from bot.adapter import Adapter
-from bot.context import HistoryTurn, TurnContext
+from bot.context import HistoryTurn, TraceStep, TurnContext
 from bot.inbox import Inbox
+from bot.message import Reply
 from bot.outbox import Outbox
 from bot.outcomes import Outcomes
 from bot.pipeline import Pipeline, build_pipelines
@@ -24,6 +25,8 @@ from bot.storage.models import MessageStatus
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6
+# The verdicts a group's ``non_answer`` replaces with a short reply when the bot was @-mentioned.
+NON_ANSWER_VERDICTS = ("ignored: chitchat", "ignored: off-topic")
 
 
 class Bot:
@@ -142,6 +145,8 @@ class Bot:
         finally:
             metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
         if reply is None:
+            reply = _non_answer(ctx)
+        if reply is None:
             await self.outcomes.finish(
                 [primary], MessageStatus.IGNORED, ctx.decision or "ignored", ctx.trace_dicts()
             )
@@ -149,3 +154,14 @@ class Bot:
         await self.outbox.store_and_deliver(
             primary, message, reply, ctx.decision or "answered", ctx.trace_dicts()
         )
+
+
+def _non_answer(ctx: TurnContext) -> Reply | None:
+    """The group's short non-answer instead of silence, for someone who @-mentioned the bot
+    with chitchat or an off-topic message (they asked the bot by name: silence looks broken)."""
+    text = ctx.group.non_answer
+    if not text or not ctx.message.mentioned_bot or ctx.decision not in NON_ANSWER_VERDICTS:
+        return None
+    step = TraceStep("non_answer", verdict="replied", detail={"instead_of": ctx.decision})
+    ctx.trace.append(step)
+    return Reply(text=text)

@@ -222,3 +222,56 @@ async def test_restart_resumes_unfinished_and_expires_old_messages(
     expired = db.run_sync(repo.message_view, stale.id)
     assert expired["status"] == "expired"
     assert expired["decision"].startswith("ignored: expired")
+
+
+async def test_a_group_non_answer_replaces_silence_only_when_the_bot_was_mentioned(
+    config_factory: Callable[..., Config], bot_factory: Callable[..., Any]
+) -> None:
+    adapter = RecordingAdapter()
+    llm = ScriptedChatModel("an answer")
+    config = config_factory(
+        {
+            "pipeline": ["normalize", "tests.plugins:RequireKeyword", "generate"],
+            "groups": {"polite": {"non_answer": "I only answer questions about mmdet."}},
+        }
+    )
+    bot = await bot_factory(config, [adapter], llm)
+    mentioned = await bot.inbox.receive(
+        make_message(conversation_id="polite", text="thanks all", mentioned_bot=True)
+    )
+    unmentioned = await bot.inbox.receive(make_message(conversation_id="polite", text="lol"))
+    elsewhere = await bot.inbox.receive(make_message(text="thanks all", mentioned_bot=True))
+    await bot.join()
+
+    [(delivery, reply)] = adapter.sent
+    assert delivery.conversation_id == "polite"
+    assert reply.text == "I only answer questions about mmdet."
+    view = await bot.inbox.message_view(mentioned.id)
+    assert view["status"] == "answered"
+    step = next(s for s in view["trace"] if s["name"] == "non_answer")
+    assert step["detail"] == {"instead_of": "ignored: chitchat"}
+    for silent in (unmentioned, elsewhere):
+        view = await bot.inbox.message_view(silent.id)
+        assert (view["status"], view["decision"]) == ("ignored", "ignored: chitchat")
+    assert llm.calls == []
+
+
+class RouteNotingAdapter(RecordingAdapter):
+    """Notes the route it took in the delivery, as a platform with two routes does."""
+
+    async def send(self, delivery: Any, reply: Any) -> str | None:
+        delivery.detail["route"] = f"route-{self.attempts + 1}"
+        return await super().send(delivery, reply)
+
+
+async def test_the_adapters_note_reaches_the_send_step(
+    config_factory: Callable[..., Config], bot_factory: Callable[..., Any]
+) -> None:
+    adapter = RouteNotingAdapter(failures=1)
+    bot = await bot_factory(config_factory(), [adapter], ScriptedChatModel("ok"))
+    stored = await bot.inbox.receive(make_message())
+    await bot.join()
+    view = await bot.inbox.message_view(stored.id)
+    send = view["trace"][-1]
+    assert send["name"] == "send"
+    assert send["detail"] == {"attempts": 2, "platform": "playground", "route": "route-2"}

@@ -1,0 +1,190 @@
+"""`huixiangdou-bot run` with DingTalk configured, in a subprocess, against the fake DingTalk
+(served from a thread of this process): the wiring from bot.yaml to an answer that @-mentions
+the asker, a clean shutdown, a kill -9 mid-answer answered exactly once after the restart, and
+`doctor`'s credentials check."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from bot.app.cli import main
+from tests.adapters.dingtalk.fake_dingtalk import FakeDingTalk
+from tests.adapters.dingtalk.middlewares import ANSWER
+from tests.daemon import Daemon, daemon_config, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CANNED = [
+    "normalize",
+    "tests.adapters.dingtalk.middlewares:CannedAnswer",
+    "tests.contracts.adapter:OneReference",
+]
+
+
+class ThreadedFake:
+    """The fake on an event loop of its own, since the test itself blocks."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.fake = FakeDingTalk(
+            client_id=f"ding{uuid.uuid4().hex[:16]}", client_secret="s3cr3t-" + uuid.uuid4().hex
+        )
+        self._running = self.fake.running()
+
+    def call(self, coroutine: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def wait_for(self, predicate: Any, timeout: float = 60) -> None:
+        self.call(self.fake.wait_for(predicate, within=timeout), timeout + 5)
+
+    def deliver(self, data: dict[str, Any]) -> dict[str, Any]:
+        fake = self.fake
+        frame_id = self.call(fake.push_message(data))
+        self.wait_for(lambda: fake.ack_for(frame_id) is not None)
+        ack = fake.ack_for(frame_id)
+        assert ack is not None
+        return ack
+
+    def start(self) -> ThreadedFake:
+        self.thread.start()
+        self.call(self._running.__aenter__())
+        return self
+
+    def stop(self) -> None:
+        self.call(self._running.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def threaded_fake() -> Iterator[ThreadedFake]:
+    fake = ThreadedFake().start()
+    yield fake
+    fake.stop()
+
+
+def dingtalk_section(fake: FakeDingTalk) -> dict[str, Any]:
+    return {
+        "client_id": fake.client_id,
+        "client_secret": "${DINGTALK_CLIENT_SECRET}",
+        "gateway_endpoint": fake.url,
+        "openapi_endpoint": fake.url,
+        "reconnect_initial_seconds": 0.1,
+        "reconnect_max_seconds": 1,
+    }
+
+
+def message_status(daemon: Daemon, message_id: int) -> str:
+    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", timeout=10)
+    return str(response.json().get("status")) if response.status_code == 200 else "absent"
+
+
+def test_daemon_answers_at_mentioning_the_asker_and_stops_cleanly(
+    tmp_path: Path, threaded_fake: ThreadedFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = threaded_fake.fake
+    monkeypatch.setenv("DINGTALK_CLIENT_SECRET", fake.client_secret)
+    port = free_port()
+    config = daemon_config(
+        tmp_path,
+        port,
+        pipeline=CANNED,
+        adapters={"playground": {"enabled": False}, "dingtalk": dingtalk_section(fake)},
+    )
+    daemon = Daemon(config, port).start()
+    try:
+        threaded_fake.wait_for(lambda: fake.connected)
+        question = fake.message()
+        ack = threaded_fake.deliver(question)
+        assert ack["code"] == 200
+        threaded_fake.wait_for(lambda: len(fake.sent) == 1)
+        [sent] = fake.sent
+        assert sent.route == "session_webhook" and sent.at_user_ids == ["staff-alice"]
+        assert sent.text.startswith(f"@staff-alice\n\n{ANSWER}")
+        assert "docs/get_started.md § Installation" in sent.text
+    finally:
+        daemon.stop()
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete.
+    assert daemon.process is not None and daemon.process.returncode in (0, -15)
+    log = daemon.log.read_text()
+    assert "Application shutdown complete" in log, log
+    assert "Traceback" not in log, log
+    assert fake.client_secret not in log
+    assert "session=" not in log  # a sessionWebhook's key stays out of the log
+    assert not fake.connected
+
+
+def test_kill_9_mid_answer_is_answered_exactly_once_after_the_restart(
+    tmp_path: Path, threaded_fake: ThreadedFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = threaded_fake.fake
+    monkeypatch.setenv("DINGTALK_CLIENT_SECRET", fake.client_secret)
+    port = free_port()
+    adapters = {"dingtalk": dingtalk_section(fake)}  # the playground shows the status
+    hanging = daemon_config(
+        tmp_path,
+        port,
+        pipeline=["normalize", "tests.plugins:Sleep", *CANNED[1:]],
+        middleware={"sleep": {"seconds": 600}},
+        adapters=adapters,
+    )
+    first = Daemon(hanging, port).start()
+    question = fake.message()
+    try:
+        threaded_fake.wait_for(lambda: fake.connected)
+        assert threaded_fake.deliver(question)["code"] == 200
+        deadline = time.monotonic() + 30
+        while message_status(first, 1) != "processing":
+            assert time.monotonic() < deadline, "the message never started"
+            time.sleep(0.1)
+    finally:
+        first.kill()
+    threaded_fake.wait_for(lambda: not fake.connected)
+    assert fake.sent == []
+
+    second = Daemon(daemon_config(tmp_path, port, pipeline=CANNED, adapters=adapters), port)
+    second.start()
+    try:
+        threaded_fake.wait_for(lambda: len(fake.sent) == 1)
+        # The gateway sending it again (its ack was lost with the process) changes nothing.
+        threaded_fake.wait_for(lambda: fake.connected)
+        again = threaded_fake.deliver(question)
+        assert again["code"] == 200
+        assert json.loads(again["data"]) == {"response": "duplicate"}
+        assert message_status(second, 1) == "answered"
+    finally:
+        second.stop()
+    assert len(fake.sent) == 1
+    [sent] = fake.sent
+    assert sent.route == "session_webhook" and sent.at_user_ids == ["staff-alice"]
+
+
+@pytest.mark.parametrize("right_secret", [True, False])
+def test_doctor_checks_the_dingtalk_credentials(
+    tmp_path: Path, threaded_fake: ThreadedFake, right_secret: bool
+) -> None:
+    fake = threaded_fake.fake
+    section = dingtalk_section(fake)
+    section["client_secret"] = fake.client_secret if right_secret else "wrong-secret"
+    config = daemon_config(tmp_path, free_port(), adapters={"dingtalk": section})
+    output = CliRunner().invoke(main, ["doctor", "--config", str(config)]).output
+    if right_secret:
+        found = f"ok    dingtalk: app {fake.client_id} has an access token from {fake.url}"
+        assert found in output
+    else:
+        assert "FAIL  dingtalk" in output
+        assert "code invalidClientSecret: 应用凭证不正确 (HTTP 400)" in output
+        assert "DINGTALK_CLIENT_SECRET" in output
+        assert "wrong-secret" not in output
