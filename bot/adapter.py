@@ -46,6 +46,10 @@ class SendError(Exception):
         self.retryable = retryable
 
 
+class NotSupported(Exception):
+    """The platform (or this adapter) cannot do that, e.g. delete a message it posted."""
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """Where a reply goes: the conversation, the message it answers, and until when the
@@ -132,6 +136,11 @@ class Adapter(ABC):
     @abstractmethod
     async def send(self, delivery: Delivery, reply: Reply) -> str | None:
         """Post the reply; return the platform's id for it if there is one. Raise SendError."""
+
+    async def delete(self, conversation_id: str, platform_message_id: str) -> None:
+        """Delete a message the bot posted (an admin's ``/hxd forget``). Raise SendError when
+        the platform refuses; the default says the platform cannot."""
+        raise NotSupported(f"{self.name} cannot delete messages")
 
     async def doctor(self) -> list[Finding]:
         """Check the credentials and settings against the platform, for `doctor`."""

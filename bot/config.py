@@ -134,6 +134,9 @@ class GroupSettings(Section):
     # Said instead of silence when someone @-mentions the bot with chitchat or an off-topic
     # message (None: stay silent). On DingTalk every group message the bot gets @-mentions it.
     non_answer: str | None = Field(None, min_length=1, max_length=500)
+    # Per-group overrides of middleware settings: merged key by key over ``middleware.<name>``
+    # (nested sections too) and validated by the middleware (bot.pipeline.load_middleware).
+    middleware: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
 
 
 class LoggingSettings(Section):
@@ -185,6 +188,17 @@ class Config(Section):
 
     def group(self, conversation_id: str) -> GroupSettings:
         return self.groups.get(conversation_id, GroupSettings())
+
+
+def merge_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, key by key; nested mappings are merged, not replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bot.config import Config, GroupSettings
-from bot.message import Message, Reference, Reply
+from bot.message import Message, Reference, Reply, ReplyKind
 
 
 @dataclass(slots=True)
@@ -49,6 +50,15 @@ class HistoryTurn:
 
 
 @dataclass(slots=True)
+class Exchange:
+    """A question the bot answered and its answer: the context of a follow-up to it."""
+
+    message_id: int
+    question: str
+    answer: str
+
+
+@dataclass(slots=True)
 class TurnContext:
     """Built once per message (or per merged burst) and handed down the middleware chain."""
 
@@ -65,7 +75,36 @@ class TurnContext:
     references: list[Reference] = field(default_factory=list)
     decision: str | None = None
     trace: list[TraceStep] = field(default_factory=list)
+    # Set by the gate middleware (group manners):
+    # a reply to, quote of, or message in the thread of an answer of the bot's;
+    follow_up: Exchange | None = None
+    # how far the answering threshold is raised from the calibrated one toward certainty
+    # (0: not at all, 1: all the way), as the group's reply budget drains;
+    strictness: float = 0.0
+    # until when the reply waits, so a human can answer first (None: post at once);
+    hold_until: datetime | None = None
+    # and what the reply is.
+    reply_kind: ReplyKind = ReplyKind.ANSWER
+    # The deciding middleware's confidence that the message deserves an answer, and the
+    # threshold it had to reach (reject.embedding sets them), for the gate's low-confidence tag.
+    confidence: float | None = None
+    threshold: float | None = None
     _open_steps: list[TraceStep] = field(default_factory=list)
+
+    @property
+    def addressed(self) -> bool:
+        """Whether the message is meant for the bot: an @-mention, a follow-up to its answer,
+        or a private chat."""
+        message = self.message
+        return (
+            message.mentioned_bot
+            or self.follow_up is not None
+            or message.conversation_type == "p2p"
+        )
+
+    def raised(self, threshold: float, top: float = 1.0) -> float:
+        """``threshold`` raised toward ``top`` (the scale's certainty) by ``strictness``."""
+        return threshold + (top - threshold) * self.strictness
 
     @property
     def step(self) -> TraceStep:

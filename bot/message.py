@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 ConversationType = Literal["group", "p2p"]
@@ -18,7 +19,9 @@ class Message:
     """One chat message as an adapter hands it to the core.
 
     ``platform_message_id`` is the platform's own id; the inbox dedupes on it, so an adapter must
-    pass the same id when the platform redelivers an event.
+    pass the same id when the platform redelivers an event. ``reply_to`` is the platform id of
+    the message this one replies to or quotes, ``thread_root`` that of the first message of the
+    thread it was posted in ("" for neither): follow-ups and human answers are found by them.
     """
 
     platform: str
@@ -30,7 +33,22 @@ class Message:
     mentioned_bot: bool = False
     conversation_type: ConversationType = "group"
     sent_at: datetime = field(default_factory=utcnow)
+    reply_to: str = ""
+    thread_root: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """A group member's reaction to a message the bot posted: +1 (a thumbs up, "thanks") or
+    -1 (a thumbs down, "wrong"). Stored as feedback; confirmed feedback teaches the gate."""
+
+    platform: str
+    # The platform's id of the bot's message that was reacted to.
+    message_id: str
+    user_id: str
+    rating: int
+    emoji: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,17 @@ class Reference:
     def plain(self) -> str:
         """The label where links cannot be clicked: a web page's URL itself."""
         return self.url or self.label()
+
+
+class ReplyKind(StrEnum):
+    """What a reply is. Reply budgets count every kind but the answers to admin commands."""
+
+    ANSWER = "answer"
+    # A short pointer to an earlier answer to the same question.
+    POINTER = "pointer"
+    # The question handed to the on-call people instead of an unsure answer.
+    TAG = "tag"
+    COMMAND = "command"
 
 
 @dataclass(frozen=True, slots=True)

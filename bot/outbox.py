@@ -16,7 +16,7 @@ from bot import metrics
 from bot.adapter import Adapter, Delivery, SendError
 from bot.config import OutboxSettings
 from bot.context import TraceStep
-from bot.message import Message, Reply
+from bot.message import Message, Reply, ReplyKind
 from bot.outcomes import Outcomes
 from bot.storage import repo
 from bot.storage.db import Database
@@ -71,9 +71,26 @@ class Outbox:
         reply: Reply,
         decision: str,
         trace: list[dict[str, Any]],
-    ) -> None:
-        reply_id = await self.db.run(repo.store_reply, message_id, reply, decision, trace)
-        await self.deliver(message_id, message, reply_id, reply, trace)
+        *,
+        kind: ReplyKind = ReplyKind.ANSWER,
+        question: str = "",
+        not_before: datetime | None = None,
+    ) -> int:
+        """Persist the reply, then send it; one with a ``not_before`` time is stored held and
+        left to bot.holds to post. Returns the reply's id."""
+        reply_id = await self.db.run(
+            repo.store_reply,
+            message_id,
+            reply,
+            decision,
+            trace,
+            kind=kind,
+            question=question,
+            not_before=not_before,
+        )
+        if not_before is None:
+            await self.deliver(message_id, message, reply_id, reply, trace, decision)
+        return reply_id
 
     async def deliver(
         self,
@@ -82,6 +99,7 @@ class Outbox:
         reply_id: int,
         reply: Reply,
         trace: list[dict[str, Any]],
+        decision: str = "answered",
     ) -> None:
         """Send a persisted reply with retries, then mark the message answered or failed."""
         await self.adapters_ready.wait()
@@ -131,9 +149,10 @@ class Outbox:
             attempts=attempts,
             error=error,
             platform_reply_id=platform_reply_id,
+            sent_at=self.clock(),
         )
         if error is None:
-            await self.outcomes.finish([message_id], MessageStatus.ANSWERED, "answered", trace)
+            await self.outcomes.finish([message_id], MessageStatus.ANSWERED, decision, trace)
         else:
             await self.outcomes.finish(
                 [message_id], MessageStatus.FAILED, f"failed: send: {error}", trace
@@ -145,4 +164,5 @@ class Outbox:
         reply = await self.db.run(repo.load_reply, reply_id)
         view = await self.outcomes.view(message_id)
         trace = view["trace"] if view else []
-        await self.deliver(message_id, message, reply_id, reply, trace)
+        decision = (view or {}).get("decision") or "answered"
+        await self.deliver(message_id, message, reply_id, reply, trace, decision)

@@ -1,5 +1,6 @@
 """Where a message's story ends: its final status, decision and trace written once, and anyone
-waiting for it (the playground's ``wait``, `ask`) woken."""
+waiting for it (the playground's ``wait``, `ask`) woken. A reply held for a human to answer
+first wakes them too: the decision is made, only the posting waits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from bot import metrics
 from bot.storage import repo
 from bot.storage.db import Database
-from bot.storage.models import FINAL_STATUSES, MessageStatus
+from bot.storage.models import FINAL_STATUSES, MessageStatus, ReplyStatus
 
 
 class Outcomes:
@@ -36,18 +37,24 @@ class Outcomes:
         )
         metrics.MESSAGES_DECIDED.labels(status).inc(len(ids))
         for message_id in ids:
-            if (event := self._done.pop(message_id, None)) is not None:
-                event.set()
+            self.held(message_id)
+
+    def held(self, message_id: int) -> None:
+        """Wake whoever waits for this message (its reply is held, or it is finished)."""
+        if (event := self._done.pop(message_id, None)) is not None:
+            event.set()
 
     async def view(self, message_id: int) -> dict[str, Any] | None:
         return await self.db.run(repo.message_view, message_id)
 
     async def wait(self, message_id: int, wait_seconds: float) -> dict[str, Any] | None:
-        """The message's view once it is answered/ignored/failed, or as it is at the timeout."""
+        """The message's view once it is answered/ignored/failed or its reply held, or as it
+        is at the timeout."""
         # Register before looking, so a decision made in between still wakes us.
         event = self._done.setdefault(message_id, asyncio.Event())
         view = await self.view(message_id)
-        if view is None or view["status"] in FINAL_STATUSES:
+        held = view is not None and (view["reply"] or {}).get("status") == ReplyStatus.HELD
+        if view is None or view["status"] in FINAL_STATUSES or held:
             self._done.pop(message_id, None)
             return view
         with contextlib.suppress(TimeoutError):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar, runtime_
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.config import ConfigError, format_validation_error
+from bot.config import ConfigError, format_validation_error, merge_settings
 from bot.context import TraceStep, TurnContext
 from bot.message import Reply
 from bot.plugins import import_object
@@ -27,6 +27,8 @@ CallNext = Callable[[TurnContext], Awaitable[Reply | None]]
 
 BUILTIN_MIDDLEWARES: dict[str, str] = {
     "normalize": "bot.middlewares.normalize:Normalize",
+    "gate": "bot.middlewares.gate:Gate",
+    "guard": "bot.middlewares.guard:Guard",
     "reject.embedding": "bot.middlewares.reject_embedding:RejectEmbedding",
     "reject.llm": "bot.middlewares.reject_llm:RejectLLM",
     "retrieve": "bot.middlewares.retrieve:Retrieve",
@@ -63,6 +65,15 @@ class BaseMiddleware(Generic[OptionsT]):
     def __init__(self, services: Services, options: OptionsT) -> None:
         self.services = services
         self.options = options
+        # Options of the groups that override some (``groups.<id>.middleware.<name>``).
+        self.group_options: dict[str, OptionsT] = {}
+
+    def options_for(self, ctx: TurnContext) -> OptionsT:
+        """This message's group's options: the global ones with its overrides merged in."""
+        return self.options_for_group(ctx.message.conversation_id)
+
+    def options_for_group(self, conversation_id: str) -> OptionsT:
+        return self.group_options.get(conversation_id, self.options)
 
     async def warm_up(self) -> None:
         """Load what the middleware needs before the first message (models, indexes)."""
@@ -76,6 +87,9 @@ def load_middleware(name: str, services: Services, where: str) -> Middleware:
 
     Its settings come from ``middleware.<entry>`` in bot.yaml, where the entry is the name as
     written in the pipeline or the middleware's own short ``name`` (handy for dotted paths).
+    A group may override some of them under ``groups.<id>.middleware.<entry>``: merged over
+    the global ones and validated the same way, they reach a ``BaseMiddleware`` as
+    ``group_options`` (read with ``options_for(ctx)``).
     """
     source = services.config.source or "bot.yaml"
     spec = BUILTIN_MIDDLEWARES.get(name, name)
@@ -100,12 +114,31 @@ def load_middleware(name: str, services: Services, where: str) -> Middleware:
         raise ConfigError(
             format_validation_error(source, exc, prefix=f"middleware.{key}")
         ) from None
+    group_options: dict[str, BaseModel] = {}
+    for conversation_id, group in services.config.groups.items():
+        group_key = name if name in group.middleware else short_name
+        if group_key not in group.middleware:
+            continue
+        prefix = f"groups.{conversation_id}.middleware.{group_key}"
+        try:
+            group_options[conversation_id] = options_model.model_validate(
+                merge_settings(raw_options, group.middleware[group_key])
+            )
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(source, exc, prefix=prefix)) from None
     middleware = factory(services, options)
     if not isinstance(middleware, Middleware):
         raise ConfigError(
             f"{source}: {where}: {spec} does not build a middleware "
             "(it needs a 'name' and 'async __call__(ctx, call_next)')"
         )
+    if group_options:
+        if not isinstance(middleware, BaseMiddleware):
+            raise ConfigError(
+                f"{source}: groups.{next(iter(group_options))}.middleware.{key}: {spec} takes "
+                "no per-group settings (only middlewares built on BaseMiddleware do)"
+            )
+        middleware.group_options = group_options
     return middleware
 
 
@@ -204,4 +237,13 @@ def build_pipelines(services: Services) -> dict[str, Pipeline]:
             f"{config.source or 'bot.yaml'}: middleware.{unknown[0]}: settings for a middleware "
             "that is in no pipeline (add it to 'pipeline' or remove these settings)"
         )
+    for conversation_id, group in config.groups.items():
+        pipeline = pipelines.get(conversation_id, pipelines[""])
+        names = {*pipeline.names, *(group.pipeline or config.pipeline)}
+        stray = sorted(set(group.middleware) - names)
+        if stray:
+            raise ConfigError(
+                f"{config.source or 'bot.yaml'}: groups.{conversation_id}.middleware.{stray[0]}: "
+                "settings for a middleware that is not in this group's pipeline"
+            )
     return pipelines

@@ -1,8 +1,9 @@
 """Picking up what a crash or a stop left unfinished, so no stored message is silently lost.
 
 At start-up, messages still ``received``/``processing`` are queued again and those ``replying``
-have their stored reply resent; those older than ``queue.resume_max_age_minutes`` are expired
-instead (an answer an hour late is noise in a group).
+have their stored reply resent (or, when it is held for a human to answer first, scheduled
+again for its time); those older than ``queue.resume_max_age_minutes`` are expired instead (an
+answer an hour late is noise in a group).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from bot.config import QueueSettings
+from bot.holds import Holds
 from bot.inbox import Enqueue
 from bot.outbox import Outbox
 from bot.outcomes import Outcomes
 from bot.queues import Queued
-from bot.storage import repo
+from bot.storage import groups, repo
 from bot.storage.db import Database
 from bot.storage.models import MessageStatus
 
@@ -29,6 +31,7 @@ class Recovery:
         database: Database,
         outcomes: Outcomes,
         outbox: Outbox,
+        holds: Holds,
         enqueue: Enqueue,
         settings: QueueSettings,
         clock: Callable[[], datetime],
@@ -36,6 +39,7 @@ class Recovery:
         self.db = database
         self.outcomes = outcomes
         self.outbox = outbox
+        self.holds = holds
         self.enqueue = enqueue
         self.settings = settings
         self.clock = clock
@@ -52,6 +56,8 @@ class Recovery:
             if item.platform not in platforms:
                 continue
             if now - item.received_at > max_age:
+                if item.held_reply_id is not None:
+                    await self.db.run(groups.withdraw, item.held_reply_id)
                 log.info(
                     "message #%d expired (left %s, received %s)",
                     item.id,
@@ -65,6 +71,9 @@ class Recovery:
                     f"{self.settings.resume_max_age_minutes:g} min)",
                     [],
                 )
+            elif item.status == MessageStatus.REPLYING and item.held_reply_id is not None:
+                log.info("message #%d: its reply is held until %s", item.id, item.held_until)
+                self.holds.schedule(item.id, item.held_reply_id, item.held_until or now)
             elif item.status == MessageStatus.REPLYING and item.pending_reply_id is not None:
                 log.info("message #%d: resending its stored reply", item.id)
                 self.outbox.spawn(self.outbox.resend(item.id, item.pending_reply_id))

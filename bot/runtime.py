@@ -10,6 +10,7 @@ import time
 from bot import metrics
 from bot.adapter import Adapter
 from bot.context import HistoryTurn, TraceStep, TurnContext
+from bot.holds import Holds
 from bot.inbox import Inbox
 from bot.message import Reply
 from bot.outbox import Outbox
@@ -35,6 +36,9 @@ class Bot:
         self.config = services.config
         self.db = database
         self.adapters = {adapter.name: adapter for adapter in adapters}
+        # What middlewares may reach beyond the turn (the gate: budgets, commands, deletes).
+        services.database = database
+        services.adapters = self.adapters
         self.pipelines: dict[str, Pipeline] = build_pipelines(services)
         settings = self.config.queue
         self.queues = ConversationQueues(
@@ -47,9 +51,22 @@ class Bot:
         self.outbox = Outbox(
             database, self.outcomes, self.adapters, self.config.outbox, services.clock
         )
-        self.inbox = Inbox(database, self.outcomes, self._enqueue)
+        self.holds = Holds(
+            database,
+            self.outcomes,
+            self.outbox,
+            services.clock,
+            lambda conversation_id: self.pipeline_for(conversation_id).middlewares,
+        )
+        self.inbox = Inbox(database, self.outcomes, self._enqueue, services.clock)
         self.recovery = Recovery(
-            database, self.outcomes, self.outbox, self._enqueue, settings, services.clock
+            database,
+            self.outcomes,
+            self.outbox,
+            self.holds,
+            self._enqueue,
+            settings,
+            services.clock,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -78,11 +95,13 @@ class Bot:
         except TimeoutError:
             log.info("stopping with messages still in flight; they resume at the next start")
         await self.queues.close()
+        self.holds.cancel()
         await self.outbox.cancel()
         await self.services.close()
 
     async def join(self) -> None:
-        """Wait until every queued message and pending send is done (for tests and `ask`)."""
+        """Wait until every queued message and pending send is done (for tests and `ask`);
+        held replies wait for their time (``release_held``)."""
         while True:
             await self.queues.join()
             if not self.outbox.busy:
@@ -105,6 +124,10 @@ class Bot:
 
     def pipeline_for(self, conversation_id: str) -> Pipeline:
         return self.pipelines.get(conversation_id, self.pipelines[""])
+
+    async def release_held(self) -> int:
+        """Post (or withdraw) the held replies whose time has come on the bot's clock."""
+        return await self.holds.release_due(self.adapters)
 
     async def _handle(self, burst: list[Queued]) -> None:
         ids = [item.message_id for item in burst]
@@ -151,9 +174,21 @@ class Bot:
                 [primary], MessageStatus.IGNORED, ctx.decision or "ignored", ctx.trace_dicts()
             )
             return
-        await self.outbox.store_and_deliver(
-            primary, message, reply, ctx.decision or "answered", ctx.trace_dicts()
+        now = self.services.clock()
+        hold = ctx.hold_until if ctx.hold_until is not None and ctx.hold_until > now else None
+        reply_id = await self.outbox.store_and_deliver(
+            primary,
+            message,
+            reply,
+            ctx.decision or "answered",
+            ctx.trace_dicts(),
+            kind=ctx.reply_kind,
+            question=ctx.question,
+            not_before=hold,
         )
+        if hold is not None:
+            self.holds.schedule(primary, reply_id, hold)
+            self.outcomes.held(primary)
 
 
 def _non_answer(ctx: TurnContext) -> Reply | None:

@@ -178,7 +178,15 @@ class RejectionSettings(BaseModel):
     # Knowledge collection to score against; null: the default one.
     collection: str | None = None
     # The daemon checks this often whether the examples or the index changed, and re-calibrates.
+    # It first turns confirmed feedback into learned examples (the daemon's learning job).
     check_minutes: float = Field(10, gt=0)
+    # Feedback from group members is confirmed when this many more of them said "right"
+    # (thumbs up, "thanks") than "wrong" about a question, or the reverse; an admin's counts
+    # at once.
+    learn_votes: int = Field(2, ge=1)
+    # A group with this many learned examples of its own (and `folds` of each kind) gets its
+    # own gate, over its own knowledge collection.
+    group_min_examples: int = Field(20, ge=2)
 
     def resolve(self, base: Path | None) -> RejectionSettings:
         """Make the example paths absolute, relative to the folder that holds bot.yaml."""

@@ -1,4 +1,5 @@
-"""Text helpers every part of the bot shares: CJK detection, language, token estimates.
+"""Text helpers every part of the bot shares: CJK detection, language, token estimates, and a
+rough word overlap.
 
 They live at the bottom of the dependency graph (``knowledge/`` imports nothing from the bot), so
 the core, the adapters and the knowledge base all use these and none keeps its own copy.
@@ -15,6 +16,8 @@ CJK = re.compile(f"[{CJK_CHARS}]")
 # Han characters only: what tells Chinese from other text.
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
+_TERM_WORD = re.compile(r"[a-z][a-z0-9_\-]{2,}|\d{2,}")
+_HAN_RUN = re.compile(f"(?:{HAN.pattern})+")
 
 # Characters of non-CJK text per token, measured on the OpenMMLab docs with the USE tokenizer.
 CHARS_PER_TOKEN = 3.2
@@ -52,3 +55,26 @@ def estimate_tokens(
     """
     cjk = count_cjk(text)
     return int(cjk * cjk_weight + 0.999) + int((len(text) - cjk) / chars_per_token) + 1
+
+
+def terms(text: str) -> set[str]:
+    """Words (three letters or more, lower-cased), numbers, and Chinese character pairs: for a
+    rough "do these texts say the same thing" without a model."""
+    lowered = text.lower()
+    found = set(_TERM_WORD.findall(lowered))
+    for run in _HAN_RUN.findall(lowered):
+        found.update(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+    return found
+
+
+def overlap(text: str, other: str) -> float:
+    """The share of ``text``'s terms that ``other`` has too (0 when ``text`` has none)."""
+    wanted = terms(text)
+    return len(wanted & terms(other)) / len(wanted) if wanted else 0.0
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' terms: 1 for the same words in any order."""
+    first, second = terms(a), terms(b)
+    union = first | second
+    return len(first & second) / len(union) if union else 0.0

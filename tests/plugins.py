@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from pydantic import BaseModel, ConfigDict
 
@@ -57,3 +58,30 @@ class Boom(BaseMiddleware[BaseModel]):
 class NotAMiddleware:
     def __init__(self, services: object, options: object) -> None:
         pass
+
+
+class ConfidenceOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: float = 0.5
+    default: float = 0.9
+
+
+_CONFIDENCE = re.compile(r"\(p=([01](?:\.\d+)?)\)")
+
+
+class Confidence(BaseMiddleware[ConfidenceOptions]):
+    """A stand-in for reject.embedding: the message says how sure the gate is, "(p=0.7)"
+    (default 0.9), and it must reach the threshold raised by the group's reply budget."""
+
+    name = "confidence"
+    Options = ConfidenceOptions
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        found = _CONFIDENCE.search(ctx.question)
+        score = float(found.group(1)) if found else self.options.default
+        threshold = ctx.raised(self.options.threshold)
+        ctx.confidence, ctx.threshold = score, threshold
+        if score < threshold:
+            return ctx.ignore("off-topic", score=score, threshold=threshold)
+        ctx.record(score=score, threshold=threshold, strictness=ctx.strictness)
+        return await call_next(ctx)

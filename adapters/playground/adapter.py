@@ -1,8 +1,11 @@
 """The local playground: a simulated group chat in the browser, and a JSON API for it.
 
-``POST /api/messages`` takes a message as a group member would send it; ``GET
+``POST /api/messages`` takes a message as a group member would send it (``reply_to``: the id
+of a message it replies to, e.g. the bot's answer's ``platform_reply_id``); ``GET
 /api/messages/{id}`` shows whether the bot answered or stayed silent, the reply and the decision
-trace. Replies already live in the database (the outbox stores them), so sending is a no-op here.
+trace; ``POST /api/messages/{id}/reactions`` puts a thumbs up or down on the bot's reply to that
+message (feedback for the gate). Replies already live in the database (the outbox stores them),
+so sending, and deleting (``/hxd forget``), are no-ops here.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.adapter import Adapter, AdapterEnvironment, AdapterSettings, Delivery
-from bot.message import Message, Reply
+from bot.message import Message, Reaction, Reply
 from knowledge.rejection.files import CURVE_FILE, gate_dir
 
 if TYPE_CHECKING:
@@ -34,7 +37,22 @@ class PostedMessage(BaseModel):
     conversation_type: str = Field("group", pattern="^(group|p2p)$")
     message_id: str | None = Field(None, min_length=1, max_length=128)
     mentioned_bot: bool = False
+    # The id of the message this one replies to (a member's message_id, or the bot's
+    # platform_reply_id), and of the first message of the thread it is in.
+    reply_to: str = Field("", max_length=128)
+    thread_root: str = Field("", max_length=128)
     wait: bool = False
+
+
+class PostedReaction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sender: str = Field("member", min_length=1, max_length=64)
+    reaction: str = Field(pattern="^(up|down)$")
+
+
+def reply_id(message_id: int) -> str:
+    """The playground's id for the bot's reply to a stored message."""
+    return f"playground-reply-{message_id}"
 
 
 class PlaygroundSettings(AdapterSettings):
@@ -61,6 +79,9 @@ class PlaygroundAdapter(Adapter):
             Route("/", self.page, methods=["GET"]),
             Route("/api/messages", self.post_message, methods=["POST"]),
             Route("/api/messages/{message_id:int}", self.get_message, methods=["GET"]),
+            Route(
+                "/api/messages/{message_id:int}/reactions", self.post_reaction, methods=["POST"]
+            ),
             Route("/api/gate/curve.png", self.gate_curve, methods=["GET"]),
         ]
 
@@ -68,7 +89,11 @@ class PlaygroundAdapter(Adapter):
         self._inbox = inbox
 
     async def send(self, delivery: Delivery, reply: Reply) -> str | None:
-        return f"playground-reply-{delivery.message_id}"
+        return reply_id(delivery.message_id)
+
+    async def delete(self, conversation_id: str, platform_message_id: str) -> None:
+        """Nothing to do: the playground shows replies from the database, where the core marks
+        the reply deleted."""
 
     def _require_inbox(self) -> Inbox:
         if self._inbox is None:
@@ -82,11 +107,7 @@ class PlaygroundAdapter(Adapter):
         try:
             posted = PostedMessage.model_validate_json(await request.body())
         except ValidationError as exc:
-            errors = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "error": e["msg"]}
-                for e in exc.errors()
-            ]
-            return JSONResponse({"error": "invalid message", "details": errors}, status_code=422)
+            return _invalid("invalid message", exc)
         inbox = self._require_inbox()
         message = Message(
             platform=self.name,
@@ -97,6 +118,8 @@ class PlaygroundAdapter(Adapter):
             text=posted.text,
             platform_message_id=posted.message_id or uuid.uuid4().hex,
             mentioned_bot=posted.mentioned_bot,
+            reply_to=posted.reply_to,
+            thread_root=posted.thread_root,
         )
         stored = await inbox.receive(message)
         if posted.wait:
@@ -118,8 +141,35 @@ class PlaygroundAdapter(Adapter):
             )
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
+    async def post_reaction(self, request: Request) -> Response:
+        """A thumbs up or down on the bot's reply to message ``{id}``: 200 when stored as
+        feedback, 404 when the bot has not replied to that message."""
+        try:
+            posted = PostedReaction.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid("invalid reaction", exc)
+        message_id = int(request.path_params["message_id"])
+        reaction = Reaction(
+            platform=self.name,
+            message_id=reply_id(message_id),
+            user_id=posted.sender,
+            rating=1 if posted.reaction == "up" else -1,
+            emoji=posted.reaction,
+        )
+        if not await self._require_inbox().react(reaction):
+            return JSONResponse({"error": "the bot has not replied to that message"}, 404)
+        return JSONResponse({"stored": True, "rating": reaction.rating})
+
     async def get_message(self, request: Request) -> Response:
         view = await self._require_inbox().message_view(int(request.path_params["message_id"]))
         if view is None:
             return JSONResponse({"error": "no such message"}, status_code=404)
         return JSONResponse(view)
+
+
+def _invalid(what: str, exc: ValidationError) -> JSONResponse:
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "error": e["msg"]}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"error": what, "details": errors}, status_code=422)

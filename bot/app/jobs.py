@@ -1,6 +1,7 @@
-"""Background jobs of the daemon (apscheduler): re-indexing and re-calibrating the gate.
+"""Background jobs of the daemon (apscheduler): re-indexing, and learning (feedback into
+examples, then re-calibrating the gates).
 
-The jobs are plain functions and methods (``knowledge.jobs.reindex``, ``RejectionGate.refresh``);
+The jobs are plain functions (``knowledge.jobs.reindex``, ``bot.app.learning.learn``);
 apscheduler's asyncio scheduler runs such functions in a worker thread, so a build never blocks
 the event loop.
 """
@@ -14,6 +15,7 @@ from datetime import timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.app.learning import learn
 from bot.services import Services
 from knowledge.jobs import reindex
 
@@ -29,7 +31,8 @@ class Jobs:
 
     def start(self) -> None:
         """Schedule the jobs bot.yaml asks for: re-indexing (unless knowledge.reindex is 0) and
-        re-calibrating the rejection gate (when a pipeline uses it)."""
+        learning from feedback and re-calibrating the rejection gates (when a pipeline uses
+        them)."""
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         config = self.services.config
         kb = self.services.knowledge
@@ -46,18 +49,20 @@ class Jobs:
                 misfire_grace_time=int(timedelta(minutes=minutes).total_seconds()),
             )
             log.info("knowledge base re-index scheduled every %g minutes", minutes)
-        gate = self.services.gate
-        if gate is not None:
+        gates, database = self.services.gates, self.services.database
+        if gates is not None and database is not None:
             scheduler.add_job(
-                gate.refresh,
+                learn,
                 IntervalTrigger(minutes=config.rejection.check_minutes),
+                args=[database, gates, config.rejection.learn_votes, self.services.clock],
                 id="rejection-recalibrate",
-                name="re-calibrate the rejection gate if the examples or the index changed",
+                name="learn from feedback; re-calibrate the gates if their examples or the index "
+                "changed",
                 max_instances=1,
                 coalesce=True,
             )
             log.info(
-                "rejection gate re-calibration checked every %g minutes",
+                "feedback learning and gate re-calibration every %g minutes",
                 config.rejection.check_minutes,
             )
         if scheduler.get_jobs():

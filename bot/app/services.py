@@ -14,7 +14,7 @@ from bot.llm.protocol import ChatModel
 from bot.prompts import Prompts
 from bot.services import Services
 from knowledge.knowledge_base import KnowledgeBase
-from knowledge.rejection.gate import RejectionGate
+from knowledge.rejection.gates import RejectionGates
 
 
 def build_chat_model(config: Config) -> ChatModel:
@@ -47,12 +47,14 @@ def pipeline_names(config: Config) -> set[str]:
     return names
 
 
-def build_gate(config: Config, knowledge: KnowledgeBase | None) -> RejectionGate | None:
-    """The rejection gate, when a pipeline uses it and there is a knowledge base to score
-    against (without one the middleware says what is missing at start-up)."""
+def build_gates(config: Config, knowledge: KnowledgeBase | None) -> RejectionGates | None:
+    """The rejection gates (global, and the groups' own), when a pipeline uses them and there
+    is a knowledge base to score against (without one the middleware says what is missing at
+    start-up)."""
     if knowledge is None or "reject.embedding" not in pipeline_names(config):
         return None
-    return RejectionGate(knowledge, config.rejection, config.work_dir)
+    collections = {cid: group.knowledge_collection for cid, group in config.groups.items()}
+    return RejectionGates(knowledge, config.rejection, config.work_dir, collections)
 
 
 def build_services(config: Config, llm: ChatModel | None = None) -> Services:
@@ -62,5 +64,5 @@ def build_services(config: Config, llm: ChatModel | None = None) -> Services:
         prompts=Prompts(config.prompts.dir),
         llm=llm if llm is not None else build_chat_model(config),
         knowledge=knowledge,
-        gate=build_gate(config, knowledge),
+        gates=build_gates(config, knowledge),
     )

@@ -16,12 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.context import Chunk, TurnContext
 from bot.message import Reference, Reply
 from bot.pipeline import BaseMiddleware, CallNext
-from knowledge.text import HAN
+from knowledge.text import overlap
 
 # [1], [1, 3], [1][2], 【1】
 _MARKER = re.compile(r"[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
-_WORD = re.compile(r"[a-z][a-z0-9_\-]{2,}|\d{2,}")
-_HAN_RUN = re.compile(f"(?:{HAN.pattern})+")
 _DUPLICATE_MARKERS = re.compile(r"(\[\d+\])(?:\s*\1)+")
 
 
@@ -35,20 +33,6 @@ class CiteOptions(BaseModel):
         description="without [n] markers, keep chunks sharing at least this share of the "
         "answer's terms",
     )
-
-
-def _terms(text: str) -> set[str]:
-    """Words and Chinese character pairs, for a rough "did the answer use this" measure."""
-    lowered = text.lower()
-    terms = set(_WORD.findall(lowered))
-    for run in _HAN_RUN.findall(lowered):
-        terms.update(run[i : i + 2] for i in range(max(1, len(run) - 1)))
-    return terms
-
-
-def overlap(answer: str, chunk: str) -> float:
-    wanted = _terms(answer)
-    return len(wanted & _terms(chunk)) / len(wanted) if wanted else 0.0
 
 
 def _key(chunk: Chunk) -> tuple[str, str]:

@@ -1,9 +1,14 @@
 """Stay silent on chitchat: the calibrated gate over knowledge-base similarity and examples.
 
-The gate (``knowledge.rejection``) is fitted from the admin's good/bad example questions by
-``huixiangdou-bot calibrate`` and stored beside the index. It is one object shared with the
-daemon's re-calibration job (``services.gate``): at start-up this middleware loads it, fitting
-it first if it is missing or stale; a refit by the job is in use from the next message on.
+The gates (``knowledge.rejection``) are fitted from the admin's good/bad example questions and
+what the groups taught them, and stored beside the index. They are one object shared with the
+daemon's learning job (``services.gates``): at start-up this middleware loads them, fitting
+them first if missing or stale; a refit by the job is in use from the next message on. A group
+with a gate of its own is scored by it, every other group by the global one.
+
+The threshold is the calibrated one, raised by ``ctx.strictness`` as the group's reply budget
+drains (the gate middleware sets it); both are in the trace. A follow-up to one of the bot's
+answers is not scored again: it is a question by definition.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from bot.pipeline import BaseMiddleware, CallNext
 from bot.services import Services
 from knowledge.rejection.examples import ExamplesError
 from knowledge.rejection.gate import RejectionGate
+from knowledge.rejection.gates import RejectionGates
 from knowledge.rejection.store import Decision
 
 log = logging.getLogger(__name__)
@@ -41,34 +47,43 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
 
     def __init__(self, services: Services, options: RejectEmbeddingOptions) -> None:
         super().__init__(services, options)
-        self._pending: list[tuple[str, bool, asyncio.Future[Decision]]] = []
+        self._pending: list[tuple[RejectionGate, str, bool, asyncio.Future[Decision]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @property
-    def gate(self) -> RejectionGate:
-        if self.services.gate is None:
+    def gates(self) -> RejectionGates:
+        if self.services.gates is None:
             config = self.services.config
             raise ConfigError(
                 f"{config.source or 'bot.yaml'}: pipeline: reject.embedding needs a knowledge "
                 "base: add a 'knowledge:' section with at least one source"
             )
-        return self.services.gate
+        return self.services.gates
+
+    @property
+    def gate(self) -> RejectionGate:
+        """The global gate."""
+        return self.gates.global_gate
 
     async def warm_up(self) -> None:
         try:
-            await asyncio.to_thread(self.gate.load)
+            await asyncio.to_thread(self.gates.load)
         except (ExamplesError, ValueError) as exc:
             source = self.services.config.source or "bot.yaml"
             raise ConfigError(f"{source}: rejection: cannot calibrate the gate: {exc}") from None
 
-    async def decide(self, queries: list[str], mentioned: list[bool]) -> list[Decision]:
+    async def decide(
+        self, gate: RejectionGate, queries: list[str], mentioned: list[bool]
+    ) -> list[Decision]:
         """Score messages in one batch: one embedding call and one knowledge-base call."""
-        return await asyncio.to_thread(self.gate.decide, queries, mentioned)
+        return await asyncio.to_thread(gate.decide, queries, mentioned)
 
-    async def _decide_batched(self, question: str, mentioned: bool) -> Decision:
+    async def _decide_batched(
+        self, gate: RejectionGate, question: str, mentioned: bool
+    ) -> Decision:
         """Messages that arrive together are scored together (``classify`` sends thousands)."""
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._pending.append((question, mentioned, future))
+        self._pending.append((gate, question, mentioned, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return await future
@@ -76,9 +91,12 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the messages that arrived in the same tick queue up
         while self._pending:
-            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            gate = self._pending[0][0]
+            batch = [item for item in self._pending if item[0] is gate][:BATCH]
+            taken = {id(item) for item in batch}
+            self._pending = [item for item in self._pending if id(item) not in taken]
             try:
-                decisions = await self.decide([b[0] for b in batch], [b[1] for b in batch])
+                decisions = await self.decide(gate, [b[1] for b in batch], [b[2] for b in batch])
             except Exception as exc:
                 for *_, future in batch:
                     if not future.done():
@@ -89,11 +107,23 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
                     future.set_result(decision)
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
-        decision = await self._decide_batched(ctx.question, ctx.message.mentioned_bot)
-        threshold = self.options.threshold
-        if threshold is None:
-            threshold = decision.threshold
-        detail = {"gate": decision.kind, "features": decision.features}
+        if ctx.follow_up is not None:
+            ctx.record(follow_up=ctx.follow_up.message_id)
+            return await call_next(ctx)
+        gate = self.gates.for_group(ctx.message.conversation_id)
+        decision = await self._decide_batched(gate, ctx.question, ctx.message.mentioned_bot)
+        calibrated = self.options_for(ctx).threshold
+        if calibrated is None:
+            calibrated = decision.threshold
+        threshold = ctx.raised(calibrated)
+        ctx.confidence, ctx.threshold = decision.score, threshold
+        detail = {
+            "gate": decision.kind,
+            "own_gate": gate is not self.gates.global_gate,
+            "calibrated_threshold": round(calibrated, 4),
+            "strictness": ctx.strictness,
+            "features": decision.features,
+        }
         if decision.score < threshold:
             return ctx.ignore("off-topic", score=decision.score, threshold=threshold, **detail)
         ctx.record(score=decision.score, threshold=threshold, **detail)

@@ -63,14 +63,19 @@ class RejectLLM(BaseMiddleware[RejectLLMOptions]):
         return result.value, {**result.detail(), **notes}
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
-        options = self.options
+        options = self.options_for(ctx)
+        if ctx.follow_up is not None:  # a follow-up to an answer is a question by definition
+            ctx.record(follow_up=ctx.follow_up.message_id)
+            return await call_next(ctx)
         accept_unsure = options.on_unreadable == "accept"
+        # The gate middleware raises the bar as the group's reply budget drains.
+        threshold = ctx.raised(options.threshold, top=10.0)
         question, detail = await self.ask("reject_question", ctx)
-        ctx.record(question=detail)
+        ctx.record(question=detail, strictness=ctx.strictness)
         if question is None and not accept_unsure:
-            return ctx.ignore("unsure", threshold=options.threshold)
-        if question is not None and question < options.threshold:
-            return ctx.ignore("chitchat", score=question, threshold=options.threshold)
+            return ctx.ignore("unsure", threshold=threshold)
+        if question is not None and question < threshold:
+            return ctx.ignore("chitchat", score=question, threshold=threshold)
         if options.ask_topic and ctx.group.topic:
             topic, detail = await self.ask("reject_topic", ctx)
             ctx.record(topic=ctx.group.topic, topic_score=detail)
@@ -78,5 +83,5 @@ class RejectLLM(BaseMiddleware[RejectLLMOptions]):
                 return ctx.ignore("unsure", threshold=options.topic_threshold)
             if topic is not None and topic < options.topic_threshold:
                 return ctx.ignore("off-topic", score=topic, threshold=options.topic_threshold)
-        ctx.record(score=question, threshold=options.threshold)
+        ctx.record(score=question, threshold=threshold)
         return await call_next(ctx)

@@ -60,7 +60,11 @@ class Retrieve(BaseMiddleware[RetrieveOptions]):
             raise RuntimeError("retrieve runs without a knowledge base (warm_up was skipped)")
         options = self.options
         collection = ctx.group.knowledge_collection or options.collection
-        hits = await asyncio.to_thread(kb.search, ctx.question, options.k, collection)
+        # A follow-up ("and on Windows?") is searched with the question it follows.
+        query = (
+            ctx.question if ctx.follow_up is None else f"{ctx.follow_up.question}\n{ctx.question}"
+        )
+        hits = await asyncio.to_thread(kb.search, query, options.k, collection)
         dense_max = max((h.scores.get("dense", 0.0) for h in hits), default=0.0)
         ctx.record(
             score=dense_max,
@@ -68,6 +72,7 @@ class Retrieve(BaseMiddleware[RetrieveOptions]):
             fused=hits[0].score if hits else None,
             bm25_max=max((h.scores.get("bm25", 0.0) for h in hits), default=0.0),
             collection=collection,
+            follow_up=ctx.follow_up is not None,
             hits=[
                 {
                     "source": h.source,

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueCo
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from bot.message import utcnow
+from bot.message import ReplyKind, utcnow
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -52,8 +52,20 @@ FINAL_STATUSES = frozenset(set(MessageStatus) - set(UNFINISHED_STATUSES))
 
 class ReplyStatus(StrEnum):
     PENDING = "pending"
+    # Waiting until its not_before time, so a human can answer first (the gate's hold).
+    HELD = "held"
     SENT = "sent"
     FAILED = "failed"
+    # Held, then not posted: a human answered the question meanwhile.
+    WITHDRAWN = "withdrawn"
+
+
+class FeedbackSource(StrEnum):
+    REACTION = "reaction"
+    # A reply to the bot's answer: "thanks", "wrong", "谢谢", "不对".
+    REPLY = "reply"
+    # An admin: /hxd good, /hxd bad, /hxd forget.
+    ADMIN = "admin"
 
 
 class Conversation(Base):
@@ -65,6 +77,9 @@ class Conversation(Base):
     platform_conversation_id: Mapped[str] = mapped_column(String(255))
     conversation_type: Mapped[str] = mapped_column(String(16), default="group")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set by an admin's /hxd pause: the bot stays silent here until /hxd resume.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    paused_by: Mapped[str] = mapped_column(String(255), default="")
 
     messages: Mapped[list[MessageRecord]] = relationship(back_populates="conversation")
 
@@ -85,6 +100,8 @@ class MessageRecord(Base):
     sender_name: Mapped[str] = mapped_column(String(255), default="")
     text: Mapped[str] = mapped_column(Text)
     mentioned_bot: Mapped[bool] = mapped_column(default=False)
+    reply_to: Mapped[str] = mapped_column(String(255), default="")
+    thread_root: Mapped[str] = mapped_column(String(255), default="")
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -103,28 +120,41 @@ class ReplyRecord(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=ReplyKind.ANSWER)
+    # The question as the pipeline answered it (cleaned, merged): for duplicates, follow-ups
+    # and the examples feedback teaches the gate.
+    question: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text)
     references: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=ReplyStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    platform_reply_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    platform_reply_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A held reply is not posted before this time.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Deleted from the group by an admin's /hxd forget.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     message: Mapped[MessageRecord] = relationship(back_populates="replies")
 
 
 class Feedback(Base):
-    """A group member's reaction to a reply (thumbs up/down, a correction)."""
+    """A group member's reaction to a reply (thumbs up/down, "thanks", "wrong") or an admin's
+    correction. ``example`` is the question it says the bot should (rating +1) or should not
+    (-1) answer; the learning job turns confirmed feedback into gate examples."""
 
     __tablename__ = "feedback"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The message it is about: the question answered, or the admin's command.
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     reply_id: Mapped[int | None] = mapped_column(ForeignKey("replies.id"), default=None)
     user_id: Mapped[str] = mapped_column(String(255))
     rating: Mapped[int] = mapped_column(default=0)
     comment: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), default=FeedbackSource.REACTION)
+    example: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.message import Message, Reply, utcnow
+from bot.message import Message, Reply, ReplyKind, utcnow
 from bot.storage.models import (
     UNFINISHED_STATUSES,
     Conversation,
@@ -65,7 +65,9 @@ def _existing_id(session: Session, message: Message) -> int | None:
     )
 
 
-def insert_message(session: Session, message: Message) -> Stored:
+def insert_message(
+    session: Session, message: Message, received_at: datetime | None = None
+) -> Stored:
     """Persist a received message, or report the copy already stored (redelivery, restart)."""
     existing = _existing_id(session, message)
     if existing is not None:
@@ -79,9 +81,12 @@ def insert_message(session: Session, message: Message) -> Stored:
         sender_name=message.sender_name,
         text=message.text,
         mentioned_bot=message.mentioned_bot,
+        reply_to=message.reply_to,
+        thread_root=message.thread_root,
         sent_at=message.sent_at,
         raw=message.raw,
         status=MessageStatus.RECEIVED,
+        received_at=received_at or utcnow(),
     )
     try:
         # The unique constraint is the real guard: two workers may race past the select above.
@@ -107,6 +112,8 @@ def to_message(record: MessageRecord) -> Message:
         mentioned_bot=record.mentioned_bot,
         conversation_type="p2p" if conversation.conversation_type == "p2p" else "group",
         sent_at=record.sent_at,
+        reply_to=record.reply_to,
+        thread_root=record.thread_root,
         raw=dict(record.raw or {}),
     )
 
@@ -136,13 +143,26 @@ def set_status(
             record.merged_into_id = merged_into_id
 
 
-def add_reply(session: Session, message_id: int, reply: Reply) -> int:
+def add_reply(
+    session: Session,
+    message_id: int,
+    reply: Reply,
+    *,
+    kind: ReplyKind = ReplyKind.ANSWER,
+    question: str = "",
+    not_before: datetime | None = None,
+) -> int:
+    """Store a reply to send now, or held until ``not_before``."""
     data = reply.to_dict()
     record = ReplyRecord(
         message_id=message_id,
+        kind=kind,
+        question=question,
         text=data["text"],
         references=data["references"],
         mentions=data["mentions"],
+        not_before=not_before,
+        status=ReplyStatus.PENDING if not_before is None else ReplyStatus.HELD,
     )
     session.add(record)
     session.flush()
@@ -157,6 +177,7 @@ def mark_reply(
     attempts: int,
     error: str | None = None,
     platform_reply_id: str | None = None,
+    sent_at: datetime | None = None,
 ) -> None:
     record = session.get_one(ReplyRecord, reply_id)
     record.status = status
@@ -165,14 +186,24 @@ def mark_reply(
     if platform_reply_id is not None:
         record.platform_reply_id = platform_reply_id
     if status == ReplyStatus.SENT:
-        record.sent_at = utcnow()
+        record.sent_at = sent_at or utcnow()
 
 
 def store_reply(
-    session: Session, message_id: int, reply: Reply, decision: str, trace: list[dict[str, Any]]
+    session: Session,
+    message_id: int,
+    reply: Reply,
+    decision: str,
+    trace: list[dict[str, Any]],
+    *,
+    kind: ReplyKind = ReplyKind.ANSWER,
+    question: str = "",
+    not_before: datetime | None = None,
 ) -> int:
     """Persist the reply and mark its message as being replied to, in one transaction."""
-    reply_id = add_reply(session, message_id, reply)
+    reply_id = add_reply(
+        session, message_id, reply, kind=kind, question=question, not_before=not_before
+    )
     set_status(session, [message_id], MessageStatus.REPLYING, decision=decision, trace=trace)
     return reply_id
 
@@ -186,6 +217,9 @@ class Unfinished:
     conversation_key: str
     sender_id: str
     pending_reply_id: int | None
+    # A reply held for a human to answer first, and until when.
+    held_reply_id: int | None = None
+    held_until: datetime | None = None
 
 
 def unfinished_messages(session: Session) -> list[Unfinished]:
@@ -198,6 +232,7 @@ def unfinished_messages(session: Session) -> list[Unfinished]:
     result = []
     for record in records:
         pending = next((r.id for r in record.replies if r.status == ReplyStatus.PENDING), None)
+        held = next((r for r in record.replies if r.status == ReplyStatus.HELD), None)
         result.append(
             Unfinished(
                 id=record.id,
@@ -207,6 +242,8 @@ def unfinished_messages(session: Session) -> list[Unfinished]:
                 conversation_key=f"{record.platform}:{record.conversation.platform_conversation_id}",
                 sender_id=record.sender_id,
                 pending_reply_id=pending,
+                held_reply_id=held.id if held else None,
+                held_until=held.not_before if held else None,
             )
         )
     return result
@@ -260,15 +297,22 @@ def message_view(session: Session, message_id: int) -> dict[str, Any] | None:
         "status": record.status,
         "decision": record.decision,
         "merged_into_id": record.merged_into_id,
+        "reply_to": record.reply_to,
+        "thread_root": record.thread_root,
         "trace": record.trace or [],
         "reply": None
         if reply is None
         else {
             "id": reply.id,
+            "kind": reply.kind,
             "text": reply.text,
             "references": reply.references,
+            "mentions": reply.mentions,
             "status": reply.status,
             "attempts": reply.attempts,
             "error": reply.error,
+            "platform_reply_id": reply.platform_reply_id,
+            "not_before": reply.not_before.isoformat() if reply.not_before else None,
+            "deleted": reply.deleted_at is not None,
         },
     }

@@ -6,9 +6,11 @@ gate is missing or stale, and by the daemon's periodic check.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from knowledge.rejection.features import (
     e5_query_embedder,
     kb_headings,
 )
-from knowledge.rejection.files import CURVE_FILE, TITLES_FILE, gate_dir
+from knowledge.rejection.files import CURVE_FILE, HISTORY_FILE, TITLES_FILE, gate_dir
 from knowledge.rejection.model import fit_gate
 from knowledge.rejection.store import StoredGate, expected_meta, sklearn_version
 from knowledge.settings import RejectionSettings
@@ -95,8 +97,18 @@ class CalibrationReport:
         ]
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A freshly fitted gate, not stored yet, and its report."""
+
+    gate: StoredGate
+    report: CalibrationReport
+
+
 class Calibrator:
-    """Everything needed to fit, load and check the gate for one knowledge base."""
+    """Everything needed to fit, load and check one gate over one knowledge base: by default
+    the global one, from the example files in ``rejection:``, in ``<work_dir>/knowledge/gate``;
+    a group's own gate passes its ``directory`` and its ``examples``."""
 
     def __init__(
         self,
@@ -104,15 +116,21 @@ class Calibrator:
         settings: RejectionSettings,
         work_dir: Path,
         embedder: QueryEmbedder | None = None,
+        *,
+        directory: Path | None = None,
+        examples: Callable[[], Examples] | None = None,
     ) -> None:
         self.kb = kb
         self.settings = settings
-        self.directory = gate_dir(work_dir)
+        self.directory = directory or gate_dir(work_dir)
+        self._examples = examples
         self.space = FeatureSpace(
             kb, embedder or make_embedder(settings, kb), collection=settings.collection
         )
 
     def examples(self) -> Examples:
+        if self._examples is not None:
+            return self._examples()
         return Examples.load(self.settings.good_questions, self.settings.bad_questions)
 
     def expected(self, examples: Examples) -> dict[str, Any]:
@@ -149,6 +167,21 @@ class Calibrator:
         return gate.stale_reason(self.expected(self.examples()))
 
     def fit(self, examples: Examples | None = None, draw: bool = True) -> CalibrationReport:
+        """Fit and store the gate (and draw its PR curve)."""
+        candidate = self.fit_candidate(examples)
+        return self.store(candidate, draw=draw)
+
+    def store(self, candidate: Candidate, draw: bool = True) -> CalibrationReport:
+        candidate.gate.save(self.directory)
+        curve = draw_pr_curve(candidate.gate.fitted, self.directory / CURVE_FILE) if draw else None
+        report = candidate.report
+        if curve is not None:
+            report = replace(report, curve=curve)
+        log.info("gate calibrated: %s", "; ".join(report.lines()))
+        return report
+
+    def fit_candidate(self, examples: Examples | None = None) -> Candidate:
+        """Fit a gate from the examples, without storing it (``store`` does)."""
         started = time.perf_counter()
         examples = examples or self.examples()
         if self.kb.status().chunks == 0:
@@ -190,8 +223,6 @@ class Calibrator:
             },
             "feature_names": fitted.feature_names,
         }
-        StoredGate(fitted, meta).save(self.directory)
-        curve = draw_pr_curve(fitted, self.directory / CURVE_FILE) if draw else None
         report = CalibrationReport(
             kind=fitted.kind,
             good=examples.good,
@@ -204,20 +235,26 @@ class Calibrator:
             chitchat_share=settings.chitchat_share,
             seconds=time.perf_counter() - started,
             directory=self.directory,
-            curve=curve,
+            curve=None,
         )
-        log.info("gate calibrated: %s", "; ".join(report.lines()))
-        return report
+        return Candidate(StoredGate(fitted, meta), report)
 
-    def current(self) -> StoredGate:
-        """The stored gate if it is current, else a freshly fitted one."""
-        gate = self.load()
-        reason = self.stale_reason(gate)
-        if gate is not None and reason is None:
-            return gate
-        log.info("calibrating the rejection gate: %s", reason)
-        self.fit()
-        fresh = self.load()
-        if fresh is None:
-            raise RuntimeError(f"the gate just written to {self.directory} cannot be read")
-        return fresh
+    def record(self, entry: dict[str, Any]) -> None:
+        """Append a re-calibration's outcome to ``history.jsonl`` beside the gate."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / HISTORY_FILE).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def history(self) -> list[dict[str, Any]]:
+        """The re-calibrations so far, oldest first."""
+        try:
+            lines = (self.directory / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in lines:
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("%s: skipping a broken line", self.directory / HISTORY_FILE)
+        return entries

@@ -76,6 +76,17 @@ class Examples:
             )
         return cls.from_lists(read_questions(good_path), read_questions(bad_path))
 
+    @classmethod
+    def combine(cls, *parts: Examples) -> Examples:
+        """All the parts' examples; a question in several keeps the label of the last part
+        that has it (learned corrections win over the example files)."""
+        labels: dict[str, int] = {}
+        for part in parts:
+            for query, label in zip(part.queries, part.labels, strict=True):
+                labels.pop(query, None)
+                labels[query] = int(label)
+        return cls(list(labels), np.array(list(labels.values()), dtype=int))
+
     @property
     def good(self) -> int:
         return int((self.labels == 1).sum())

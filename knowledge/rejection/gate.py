@@ -1,5 +1,10 @@
 """The rejection gate as one long-lived object: the ``reject.embedding`` middleware asks it,
-the daemon's re-calibration job refits it, and a refit is in use from the next message on.
+the daemon's learning job refits it, and a refit is in use from the next message on.
+
+A refit never makes the gate worse: when only the examples or the indexed documents changed
+(so the gate in use still fits the running bot), the new fit replaces it only if its
+cross-validated F1 is at least as high. Every refit, kept or not, is one line in
+``history.jsonl`` beside the gate, with the F1 before and after.
 
 Blocking throughout (embedding, fitting): async callers run it in a thread.
 """
@@ -8,21 +13,55 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from knowledge.knowledge_base import KnowledgeBase
 from knowledge.rejection.calibrate import CalibrationReport, Calibrator
 from knowledge.rejection.store import Decision, StoredGate
-from knowledge.settings import RejectionSettings
 
 log = logging.getLogger(__name__)
 
+# A gate that differs from the running bot only in these is still usable, so a refit must beat
+# it; any other difference (features, embedders, settings) means it must be replaced.
+COMPARABLE = frozenset({"examples", "kb_fingerprint"})
+
+
+@dataclass(frozen=True)
+class Refit:
+    """One re-calibration: why, the cross-validated F1 before and after, and whether the new
+    gate is in use."""
+
+    at: str
+    reason: str
+    f1_before: float | None
+    f1_after: float
+    kept_new: bool
+    good: int
+    bad: int
+    threshold: float
+    # What it was fitted from (the examples' and the index's fingerprints).
+    inputs: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 class RejectionGate:
-    def __init__(self, kb: KnowledgeBase, settings: RejectionSettings, work_dir: Path) -> None:
-        self.calibrator = Calibrator(kb, settings, work_dir)
+    def __init__(self, calibrator: Calibrator) -> None:
+        self.calibrator = calibrator
         self._stored: StoredGate | None = None
+        # The examples of the last refit that lost to the gate in use: not tried again.
+        self._declined: str | None = None
+        history = calibrator.history()
+        if history and not history[-1].get("kept_new", True):
+            self._declined = history[-1].get("inputs")
         self._fit_lock = threading.Lock()
+
+    @property
+    def directory(self) -> Path:
+        return self.calibrator.directory
 
     @property
     def stored(self) -> StoredGate | None:
@@ -30,42 +69,91 @@ class RejectionGate:
         return self._stored
 
     def load(self) -> StoredGate:
-        """The stored gate if it is current, else a freshly fitted one; then warm the example
-        embedder, so the first message is not slow. Raises ExamplesError/ValueError when the
-        examples or the knowledge base cannot give a gate."""
+        """The stored gate, refitted first if it is missing or stale (a refit that would be
+        worse is not used); then warm the example embedder, so the first message is not slow.
+        Raises ExamplesError/ValueError when the examples or the knowledge base cannot give a
+        gate."""
         with self._fit_lock:
-            self._stored = self.calibrator.current()
+            self._update(datetime.now(UTC), strict=True)
+            stored = self._stored
+        assert stored is not None
         self.calibrator.space.embed(["warm up"])
-        return self._stored
+        return stored
 
     def decide(self, queries: list[str], mentioned: list[bool]) -> list[Decision]:
         """Score messages in one batch: one embedding call and one knowledge-base call."""
         gate = self._stored or self.load()
         return gate.decide(self.calibrator.space, queries, mentioned)
 
-    def refresh(self) -> bool:
-        """Refit if the examples, the index or the settings changed; True when it did. Never
-        raises: a failure is logged and the gate in use stays."""
+    def refresh(self, now: datetime | None = None) -> Refit | None:
+        """Refit if the examples, the index or the settings changed; the refit, or None when
+        nothing changed. Never raises: a failure is logged and the gate in use stays."""
         try:
             with self._fit_lock:
-                reason = self.calibrator.stale_reason(self._stored or self.calibrator.load())
-                if reason is None:
-                    return False
-                log.info("re-calibrating the rejection gate: %s", reason)
-                self.calibrator.fit()
-                fresh = self.calibrator.load()
-                if fresh is None:
-                    raise RuntimeError("the refitted gate cannot be read back")
-                self._stored = fresh
-            log.info("the re-calibrated rejection gate is in use (%s)", fresh.meta.get("created"))
-            return True
+                return self._update(now or datetime.now(UTC), strict=False)
         except Exception:
-            log.exception("re-calibrating the rejection gate failed; the gate in use stays")
-            return False
+            log.exception("re-calibrating the rejection gate in %s failed", self.directory)
+            return None
+
+    def _update(self, now: datetime, strict: bool) -> Refit | None:
+        calibrator = self.calibrator
+        stored = self._stored or calibrator.load()
+        examples = calibrator.examples()
+        expected = calibrator.expected(examples)
+        changed = stored.changed(expected) if stored is not None else []
+        if stored is not None and not changed:
+            self._stored = stored
+            return None
+        inputs = f"{expected['examples']}/{expected['kb_fingerprint']}"
+        comparable = stored is not None and set(changed) <= COMPARABLE
+        if comparable and self._declined == inputs:
+            self._stored = stored
+            return None
+        reason = calibrator.stale_reason(stored) if stored else "no calibrated gate yet"
+        log.info("re-calibrating the rejection gate in %s: %s", self.directory, reason)
+        try:
+            candidate = calibrator.fit_candidate(examples)
+        except Exception:
+            if strict and not comparable:
+                raise
+            log.exception("the refit failed; the gate in use stays")
+            self._stored = stored
+            return None
+        before = stored.f1 if stored is not None else None
+        after = candidate.report.f1
+        kept_new = not comparable or before is None or after >= before
+        refit = Refit(
+            at=now.isoformat(timespec="seconds"),
+            reason=reason or "",
+            f1_before=None if before is None else round(before, 4),
+            f1_after=round(after, 4),
+            kept_new=kept_new,
+            good=examples.good,
+            bad=examples.bad,
+            threshold=round(candidate.report.threshold, 4),
+            inputs=inputs,
+        )
+        calibrator.record(refit.to_dict())
+        if kept_new:
+            calibrator.store(candidate)
+            fresh = calibrator.load()
+            if fresh is None:
+                raise RuntimeError(f"the gate just written to {self.directory} cannot be read")
+            self._stored, self._declined = fresh, None
+            log.info("the re-calibrated gate is in use: F1 %s -> %.3f", before, after)
+        else:
+            self._stored, self._declined = stored, inputs
+            log.warning(
+                "the re-calibrated gate is worse (cross-validated F1 %.3f < %.3f): the gate in "
+                "use stays",
+                after,
+                before,
+            )
+        return refit
 
     def fit(self) -> CalibrationReport:
-        """Fit now (``calibrate``) and use the result."""
+        """Fit now (``calibrate``: the admin asked) and use the result."""
         with self._fit_lock:
             report = self.calibrator.fit()
-            self._stored = self.calibrator.load()
+            self._stored, self._declined = self.calibrator.load(), None
         return report

@@ -80,10 +80,18 @@ class StoredGate:
 
     def stale_reason(self, expected: dict[str, Any]) -> str | None:
         """Why this gate no longer matches the running bot, or None if it still does."""
-        for key, value in expected.items():
-            if self.meta.get(key) != value:
-                return f"{key} changed ({self.meta.get(key)!r} -> {value!r})"
+        for key in self.changed(expected):
+            return f"{key} changed ({self.meta.get(key)!r} -> {expected[key]!r})"
         return None
+
+    def changed(self, expected: dict[str, Any]) -> list[str]:
+        """The facts in which this gate differs from the running bot."""
+        return [key for key, value in expected.items() if self.meta.get(key) != value]
+
+    @property
+    def f1(self) -> float:
+        """Its cross-validated F1 (0 when not recorded)."""
+        return float((self.meta.get("cv") or {}).get("f1") or 0.0)
 
     def decide(
         self, space: FeatureSpace, queries: list[str], mentioned: list[bool] | None = None

@@ -75,9 +75,9 @@ async def test_messages_arriving_together_are_scored_in_one_batch(indexed: Path)
     batches: list[int] = []
     decide = gate.decide
 
-    async def counting(queries: list[str], mentioned: list[bool]) -> Any:
+    async def counting(chosen: Any, queries: list[str], mentioned: list[bool]) -> Any:
         batches.append(len(queries))
-        return await decide(queries, mentioned)
+        return await decide(chosen, queries, mentioned)
 
     gate.decide = counting  # type: ignore[method-assign]
     texts = ["How do I install MMFoo?", "晚安", "导出 ONNX 报错怎么办", "lol"]
@@ -96,14 +96,15 @@ async def test_changed_examples_are_refitted_and_picked_up(tmp_path: Path, index
     pipeline, config = await pipeline_for(path)
     middleware = next(m for m in pipeline.middlewares if isinstance(m, RejectEmbedding))
     gate = middleware.gate
-    assert gate.refresh() is False  # nothing changed since warm-up
+    assert gate.refresh() is None  # nothing changed since warm-up
     assert gate.stored is not None
     before = gate.stored.meta["examples"]
 
     bad = json.loads((root / "bad.json").read_text())
     (root / "bad.json").write_text(json.dumps([*bad, "这周末天气真好"], ensure_ascii=False))
-    assert gate.refresh() is True  # what the daemon's job does, on the same object
-    assert gate.refresh() is False
+    refit = gate.refresh()  # what the daemon's job does, on the same object
+    assert refit is not None and refit.reason.startswith("examples changed")
+    assert gate.refresh() is None
 
     ctx = make_context(config, "How do I install MMFoo?")
     await pipeline.run(ctx)
