@@ -71,12 +71,16 @@ _CONFIDENCE = re.compile(r"\(p=([01](?:\.\d+)?)\)")
 
 class Confidence(BaseMiddleware[ConfidenceOptions]):
     """A stand-in for reject.embedding: the message says how sure the gate is, "(p=0.7)"
-    (default 0.9), and it must reach the threshold raised by the group's reply budget."""
+    (default 0.9), and it must reach the threshold raised by the group's reply budget; a
+    follow-up is not scored."""
 
     name = "confidence"
     Options = ConfidenceOptions
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        if ctx.follow_up is not None:
+            ctx.record(follow_up=ctx.follow_up.message_id)
+            return await call_next(ctx)
         found = _CONFIDENCE.search(ctx.question)
         score = float(found.group(1)) if found else self.options.default
         threshold = ctx.raised(self.options.threshold)
