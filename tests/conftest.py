@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +103,14 @@ async def bot_factory() -> AsyncIterator[Callable[..., Any]]:
         llm: ChatModel | None = None,
         *,
         start: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> Bot:
         database = Database(config.database_url)
         database.upgrade()
-        bot = Bot(build_services(config, llm=llm or ScriptedChatModel()), database, adapters)
+        services = build_services(config, llm=llm or ScriptedChatModel())
+        if clock is not None:
+            services.clock = clock
+        bot = Bot(services, database, adapters)
         if start:
             await bot.start()
             started.append(bot)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
 
-from bot.message import Message
+from bot.message import Message, Reaction
 from bot.storage.repo import Stored
 
 if TYPE_CHECKING:
@@ -81,6 +81,24 @@ class StoreBridge:
             " (duplicate)" if stored.duplicate else "",
         )
         return stored
+
+    def react(self, reaction: Reaction) -> bool:
+        """Hand a reaction to the inbox (stored as feedback); False when it is not about one of
+        the bot's messages. Raises StoreFailed like ``store``."""
+        inbox, loop = self._inbox, self._loop
+        if inbox is None or loop is None:
+            raise RuntimeError(f"the {self.platform} adapter has not been started")
+        future = asyncio.run_coroutine_threadsafe(inbox.react(reaction), loop)
+        try:
+            return future.result(timeout=self.timeout)
+        except BaseException as exc:
+            log.error(
+                "%s: reaction to %s not stored (%s); the platform will redeliver it",
+                self.platform,
+                reaction.message_id,
+                type(exc).__name__,
+            )
+            raise StoreFailed(f"storing the reaction failed: {type(exc).__name__}") from None
 
 
 class RecentMap:

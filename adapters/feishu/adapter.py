@@ -37,6 +37,8 @@ import requests
 from lark_oapi.api.im.v1 import (
     CreateMessageRequest,
     CreateMessageRequestBody,
+    DeleteMessageRequest,
+    P2ImMessageReactionCreatedV1,
     P2ImMessageReceiveV1,
     ReplyMessageRequest,
     ReplyMessageRequestBody,
@@ -65,6 +67,7 @@ from adapters.feishu.format import (
     TOO_LONG_CODES,
     Skipped,
     parse_message_event,
+    parse_reaction_event,
     post_content,
 )
 from adapters.feishu.settings import FeishuSettings
@@ -126,8 +129,11 @@ class FeishuAdapter(Adapter):
                 settings.verification_token.get_secret_value(),
             )
             .register_p2_im_message_receive_v1(self._on_message_event)
+            .register_p2_im_message_reaction_created_v1(self._on_reaction_event)
             .build()
         )
+        self._positive = frozenset(r.upper() for r in settings.positive_reactions)
+        self._negative = frozenset(r.upper() for r in settings.negative_reactions)
         self.bot_open_id: str | None = None
         self.bot_name = ""
         self._bridge = StoreBridge(self.name)
@@ -193,6 +199,25 @@ class FeishuAdapter(Adapter):
                 if self.settings.mode == "websocket":
                     raise  # the SDK acks with an error code: Feishu redelivers
                 return  # the webhook answers 503 (failed_on_this_thread), logged once
+        if event_id:
+            self._seen_events.put(event_id)
+
+    def _on_reaction_event(self, data: P2ImMessageReactionCreatedV1) -> None:
+        """A reaction to a message: feedback when it is a thumbs up or down on the bot's."""
+        envelope = json.loads(lark.JSON.marshal(data) or "{}")
+        event_id = str((envelope.get("header") or {}).get("event_id") or "")
+        if event_id and event_id in self._seen_events:
+            return
+        parsed = parse_reaction_event(envelope, self._positive, self._negative)
+        if isinstance(parsed, Skipped):
+            log.debug("feishu: reaction event %s skipped: %s", event_id or "?", parsed.reason)
+        else:
+            try:
+                self._bridge.react(parsed)
+            except StoreFailed:
+                if self.settings.mode == "websocket":
+                    raise
+                return
         if event_id:
             self._seen_events.put(event_id)
 
@@ -320,6 +345,21 @@ class FeishuAdapter(Adapter):
             first_id = first_id or sent_id
             self._texts.put(sent_id, part.text)
         return first_id
+
+    async def delete(self, conversation_id: str, platform_message_id: str) -> None:
+        """Recall a message the bot posted (``/hxd forget``); Feishu allows it for 24 hours."""
+        await self._tenant_token()
+        request = DeleteMessageRequest.builder().message_id(platform_message_id).build()
+        try:
+            response: Any = await self.client.im.v1.message.adelete(request)
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SendError(f"feishu: {type(exc).__name__}: {exc}", retryable=True) from None
+        if not response.success():
+            status = response.raw.status_code if response.raw is not None else None
+            error = FeishuError(
+                f"delete {platform_message_id}", response.code, response.msg or "", status
+            )
+            raise _send_error(error)
 
     def _uuid(self, delivery: Delivery, path: str, content: str) -> str:
         """Same message, same part, same content: same key, so Feishu drops a resend."""

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from adapters.common.parts import Part, reference_line
 from adapters.common.split import blocks
-from bot.message import ConversationType, Message, utcnow
+from bot.message import ConversationType, Message, Reaction, utcnow
 
 PLATFORM = "feishu"
 
@@ -181,8 +181,31 @@ def parse_message_event(
         platform_message_id=message_id,
         mentioned_bot=mentioned_bot or chat_type == "p2p",
         sent_at=_sent_at(message.get("create_time")),
+        reply_to=parent_id,
+        thread_root=message.get("root_id") or "",
         raw=raw,
     )
+
+
+def parse_reaction_event(
+    envelope: dict[str, Any], positive: frozenset[str], negative: frozenset[str]
+) -> Reaction | Skipped:
+    """An `im.message.reaction.created_v1` event as feedback on the message reacted to: +1 for
+    an emoji in ``positive``, -1 for one in ``negative`` (upper-cased); others are skipped."""
+    event = envelope.get("event") or {}
+    message_id = str(event.get("message_id") or "")
+    emoji = str((event.get("reaction_type") or {}).get("emoji_type") or "")
+    user = event.get("user_id") or {}
+    user_id = user.get("open_id") or user.get("union_id") or user.get("user_id") or ""
+    if not message_id or not emoji:
+        return Skipped("no message_id or emoji in the reaction")
+    if event.get("operator_type") not in (None, "", "user"):
+        return Skipped(f"a reaction by a {event.get('operator_type')}, not a person")
+    key = emoji.upper()
+    rating = 1 if key in positive else -1 if key in negative else 0
+    if rating == 0:
+        return Skipped(f"reaction {emoji} says neither right nor wrong")
+    return Reaction(PLATFORM, message_id, user_id, rating, emoji)
 
 
 # -- sending ----------------------------------------------------------------------------------

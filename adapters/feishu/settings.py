@@ -24,6 +24,16 @@ class FeishuSettings(AdapterSettings):
     reply_in_thread: bool = True
     max_message_chars: int = Field(3500, ge=200, le=30000)
     request_timeout_seconds: float = Field(10, gt=0)
+    # Reactions (emoji_type) to the bot's answers that count as "right" and as "wrong":
+    # feedback that teaches the gate. Others are ignored.
+    positive_reactions: list[str] = Field(
+        default_factory=lambda: [
+            "THUMBSUP", "OK", "DONE", "THANKS", "APPLAUSE", "FINGERHEART", "JIAYI", "CHECKMARK",
+        ]
+    )  # fmt: skip
+    negative_reactions: list[str] = Field(
+        default_factory=lambda: ["THUMBSDOWN", "CROSSMARK", "NO", "WRONG"]
+    )
 
     @field_validator("domain")
     @classmethod

@@ -108,6 +108,8 @@ async def feishu_bot(
         pipeline: list[str] | None = None,
         groups: dict[str, Any] | None = None,
         fake_options: dict[str, Any] | None = None,
+        sections: dict[str, Any] | None = None,
+        clock: Any = None,
         **settings: Any,
     ) -> FeishuBot:
         # The SDK caches tenant tokens process-wide by app id: a fresh app id per bot.
@@ -132,6 +134,7 @@ async def feishu_bot(
                 "adapters": {"playground": {"enabled": False}, "feishu": feishu},
                 "pipeline": pipeline or PIPELINE,
                 "groups": groups or {},
+                **(sections or {}),
             }
         )
         adapters = build_adapters(config)
@@ -139,7 +142,7 @@ async def feishu_bot(
         adapter = adapters[0]
         assert isinstance(adapter, FeishuAdapter)
         model = llm or ScriptedChatModel(ANSWER)
-        bot = await bot_factory(config, adapters, llm=model, start=False)
+        bot = await bot_factory(config, adapters, llm=model, start=False, clock=clock)
         await bot.start()
 
         async def stop() -> None:

@@ -97,6 +97,15 @@ def load_event(name: str, **overrides: Any) -> dict[str, Any]:
             header["token"] = overrides.pop("token")
         if "app_id" in overrides:
             header["app_id"] = overrides.pop("app_id")
+        if "message" not in event["event"]:  # not a message: a reaction, for one
+            body = event["event"]
+            for key in list(overrides):
+                if key == "emoji_type":
+                    body["reaction_type"]["emoji_type"] = overrides.pop(key)
+                elif key in body:
+                    body[key] = overrides.pop(key)
+            assert not overrides, f"unused overrides: {overrides}"
+            return event
         message = event["event"]["message"]
         message["message_id"] = overrides.pop("message_id", f"om_{n}_{os.urandom(6).hex()}")
         message["create_time"] = header["create_time"]
@@ -231,6 +240,7 @@ class FakeFeishu:
     ack_times: dict[str, float] = field(default_factory=dict)  # frame id -> perf_counter()
     pings: int = 0
     endpoint_down: bool = False  # /callback/ws/endpoint answers 503, as in an outage
+    deleted: list[str] = field(default_factory=list)  # message ids recalled by the bot
 
     def __post_init__(self) -> None:
         self._by_uuid: dict[str, Sent] = {}
@@ -245,6 +255,7 @@ class FakeFeishu:
                 Route(f"{api}/bot/v3/info", self._bot_info, methods=["GET"]),
                 Route(f"{api}/im/v1/messages/{{message_id}}/reply", self._reply, methods=["POST"]),
                 Route(f"{api}/im/v1/messages", self._create, methods=["POST"]),
+                Route(f"{api}/im/v1/messages/{{message_id}}", self._delete, methods=["DELETE"]),
                 Route("/callback/ws/endpoint", self._endpoint, methods=["POST"]),
                 WebSocketRoute("/ws", self._gateway),
             ]
@@ -308,6 +319,19 @@ class FakeFeishu:
         if request.query_params.get("receive_id_type") != "chat_id":
             return JSONResponse({"code": 230001, "msg": "invalid receive_id_type"}, 400)
         return await self._send(request, "create", "")
+
+    async def _delete(self, request: Request) -> JSONResponse:
+        """Recall a message: only one the bot sent, once."""
+        if not self._authorized(request):
+            return JSONResponse({"code": 99991663, "msg": "Invalid access token"}, 400)
+        message_id = request.path_params["message_id"]
+        if message_id in self.deleted:
+            return JSONResponse({"code": 230011, "msg": "The message is recalled."}, 400)
+        if not any(sent.message_id == message_id for sent in self.sent):
+            return JSONResponse({"code": 230027, "msg": "Lack of necessary permissions"}, 400)
+        self.deleted.append(message_id)
+        await self._notify()
+        return JSONResponse({"code": 0, "msg": "success", "data": {}})
 
     async def _send(self, request: Request, kind: str, target: str) -> JSONResponse:
         if not self._authorized(request):
