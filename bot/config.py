@@ -18,10 +18,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
 )
+from sqlalchemy.engine import make_url
 
 from bot.llm.tiers import parse_tier
 from knowledge.settings import KnowledgeSettings, RejectionSettings
@@ -162,6 +164,8 @@ class Config(Section):
     rejection: RejectionSettings = RejectionSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     source: Path | None = Field(None, exclude=True)
+    # The values bot.yaml took from the environment (${VAR}): secrets, as far as we know.
+    _environment_values: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("adapters", mode="before")
     @classmethod
@@ -189,6 +193,40 @@ class Config(Section):
     def group(self, conversation_id: str) -> GroupSettings:
         return self.groups.get(conversation_id, GroupSettings())
 
+    def secret_values(self) -> set[str]:
+        """Every value that must never appear in a reply: what bot.yaml took from the
+        environment, every secret field, values under secret-sounding keys of the adapters'
+        and middlewares' sections, and the database password."""
+        found = {v for v in self._environment_values if v.strip()}
+        found.update(_secrets_in(self))
+        for section in (self.adapters, self.middleware):
+            found.update(_secrets_in(section))
+        password = make_url(self.database_url).password
+        if password:
+            found.add(str(password))
+        return {value for value in found if len(value) >= 4}
+
+
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|api_?key|encrypt_?key|credential", re.I)
+
+
+def _secrets_in(value: Any, key: str = "") -> set[str]:
+    """Secret values in a settings tree: SecretStr fields, and strings under secret-sounding
+    keys (the raw adapter and middleware sections)."""
+    if isinstance(value, SecretStr):
+        return {value.get_secret_value()}
+    if isinstance(value, BaseModel):
+        return {
+            s for name in type(value).model_fields for s in _secrets_in(getattr(value, name), name)
+        }
+    if isinstance(value, dict):
+        return {s for k, v in value.items() for s in _secrets_in(v, str(k))}
+    if isinstance(value, list | tuple):
+        return {s for item in value for s in _secrets_in(item, key)}
+    if isinstance(value, str) and _SECRET_KEY.search(key):
+        return {value}
+    return set()
+
 
 def merge_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``override`` over ``base``, key by key; nested mappings are merged, not replaced."""
@@ -204,18 +242,21 @@ def merge_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(value: Any, path: str, source: Path) -> Any:
+def _interpolate(value: Any, path: str, source: Path, used: list[str]) -> Any:
+    """Replace ${VAR} by the environment's value; the values used are added to ``used``."""
     if isinstance(value, dict):
         return {
-            k: _interpolate(v, f"{path}.{k}" if path else str(k), source) for k, v in value.items()
+            k: _interpolate(v, f"{path}.{k}" if path else str(k), source, used)
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", source) for i, v in enumerate(value)]
+        return [_interpolate(v, f"{path}[{i}]", source, used) for i, v in enumerate(value)]
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in os.environ:
+                used.append(os.environ[name])
                 return os.environ[name]
             if default is not None:
                 return default
@@ -267,7 +308,8 @@ def parse_config(data: Any, source: Path) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level")
-    data = _interpolate(data, "", source)
+    used: list[str] = []
+    data = _interpolate(data, "", source, used)
     base = source.parent
     try:
         config = Config.model_validate(data)
@@ -284,7 +326,7 @@ def parse_config(data: Any, source: Path) -> Config:
     prompts = config.prompts
     if prompts.dir is not None:
         prompts = prompts.model_copy(update={"dir": base / prompts.dir})
-    return config.model_copy(
+    resolved = config.model_copy(
         update={
             "bot": bot,
             "llm": llm,
@@ -294,6 +336,8 @@ def parse_config(data: Any, source: Path) -> Config:
             "source": source,
         }
     )
+    resolved._environment_values = tuple(used)
+    return resolved
 
 
 def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:

@@ -8,7 +8,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.context import TurnContext
+from bot.context import Chunk, TurnContext
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
 
@@ -88,4 +88,29 @@ class Confidence(BaseMiddleware[ConfidenceOptions]):
         if score < threshold:
             return ctx.ignore("off-topic", score=score, threshold=threshold)
         ctx.record(score=score, threshold=threshold, strictness=ctx.strictness)
+        return await call_next(ctx)
+
+
+class PassagesOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Extra passages by question (a poisoned document, say), beside one harmless passage.
+    by_question: dict[str, str] = {}
+
+
+class Passages(BaseMiddleware[PassagesOptions]):
+    """A stand-in for retrieve: one passage from the docs, and the given one for a question."""
+
+    name = "passages"
+    Options = PassagesOptions
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        ctx.chunks.append(
+            Chunk(
+                "Install mmfoo with pip install mmfoo; export with tools/export.py.",
+                "docs/install.md",
+                "Install",
+            )  # fmt: skip
+        )
+        if ctx.question in self.options.by_question:
+            ctx.chunks.append(Chunk(self.options.by_question[ctx.question], "docs/notes.md"))
         return await call_next(ctx)

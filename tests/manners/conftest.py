@@ -100,24 +100,30 @@ MakeChat = Callable[..., Awaitable[GroupChat]]
 
 @pytest.fixture
 async def group_chat(config_factory: Callable[..., Config]) -> AsyncIterator[MakeChat]:
-    """``await group_chat(gate={...}, llm=..., pipeline=[...], groups={...})``."""
+    """``await group_chat(gate={...}, model=..., pipeline=[...], groups={...})``: ``gate`` is
+    ``middleware.gate``, ``middleware`` the other middlewares' settings, the rest sections of
+    bot.yaml."""
     chats: list[GroupChat] = []
 
     async def make(
         gate: dict[str, Any] | None = None,
-        llm: Any = None,
+        model: Any = None,
         pipeline: list[str] | None = None,
+        middleware: dict[str, Any] | None = None,
         **sections: Any,
     ) -> GroupChat:
         config = config_factory(
             {
                 "pipeline": pipeline or PIPELINE,
-                "middleware": {"gate": {"timezone": "Asia/Shanghai", **(gate or {})}},
+                "middleware": {
+                    "gate": {"timezone": "Asia/Shanghai", **(gate or {})},
+                    **(middleware or {}),
+                },
                 **sections,
             }
         )
         clock = Clock()
-        model = llm or ScriptedChatModel(lambda messages: "Run pip install mmfoo, then check.")
+        model = model or ScriptedChatModel(lambda messages: "Run pip install mmfoo, then check.")
         bot, client = await start_bot(config, clock, model)
         chat = GroupChat(config, bot, client, clock, model, bots=[bot])
         chats.append(chat)

@@ -17,7 +17,7 @@ GATE = {"admins": ["root"], "hold": {"seconds": 0}, "budget": {"min_gap_seconds"
 
 async def test_commands_from_anyone_else_are_ignored_silently(group_chat: MakeChat) -> None:
     llm = ScriptedChatModel("an answer")
-    chat = await group_chat(gate=GATE, llm=llm)
+    chat = await group_chat(gate=GATE, model=llm)
     for text in ["/hxd pause", "/hxd status", "/hxd bad how do I install mmfoo?", "/hxd"]:
         view = await chat.say(text, sender="mallory", mentioned_bot=True)
         assert (view["status"], view["decision"], view["reply"]) == (

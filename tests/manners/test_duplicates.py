@@ -16,7 +16,7 @@ async def test_a_repeated_question_gets_a_pointer_to_the_earlier_answer(
     group_chat: MakeChat,
 ) -> None:
     llm = ScriptedChatModel(ANSWER)
-    chat = await group_chat(gate={"hold": {"seconds": 0}}, llm=llm)
+    chat = await group_chat(gate={"hold": {"seconds": 0}}, model=llm)
     first = await chat.say("How do I install mmfoo?", sender="alice")
     assert first["reply"]["kind"] == "answer"
     chat.clock.advance(minutes=25)
@@ -35,7 +35,7 @@ async def test_a_repeated_question_gets_a_pointer_to_the_earlier_answer(
 
 async def test_chinese_pointer_and_a_different_question_is_answered(group_chat: MakeChat) -> None:
     llm = ScriptedChatModel("用 pip install mmfoo 安装即可。")
-    chat = await group_chat(gate={"hold": {"seconds": 0}}, llm=llm)
+    chat = await group_chat(gate={"hold": {"seconds": 0}}, model=llm)
     await chat.say("怎么安装 mmfoo？")
     again = await chat.say("mmfoo 怎么安装", sender="bob")
     assert again["reply"]["kind"] == "pointer"

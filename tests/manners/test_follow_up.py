@@ -27,7 +27,7 @@ async def feedback_rows(chat: Any) -> list[tuple[str, int, str, str]]:
 
 async def test_a_reply_to_the_answer_is_a_follow_up_with_context(group_chat: MakeChat) -> None:
     llm = ScriptedChatModel([ANSWER, "On Windows use the prebuilt wheel from the index."])
-    chat = await group_chat(llm=llm)
+    chat = await group_chat(model=llm)
     asked = await chat.say("How do I install mmfoo?")
     await chat.later(minutes=3)
     answer_id = (await chat.view(asked["id"]))["reply"]["platform_reply_id"]
@@ -57,7 +57,7 @@ async def test_the_askers_message_in_the_questions_thread_is_a_follow_up(
 
 async def test_thanks_and_wrong_are_stored_as_feedback_not_answered(group_chat: MakeChat) -> None:
     llm = ScriptedChatModel(ANSWER)
-    chat = await group_chat(gate={"hold": {"seconds": 0}}, llm=llm)
+    chat = await group_chat(gate={"hold": {"seconds": 0}}, model=llm)
     asked = await chat.say("How do I install mmfoo?")
     answer_id = asked["reply"]["platform_reply_id"]
     thanks = await chat.say("thanks!", sender="bob", reply_to=answer_id)
