@@ -104,13 +104,8 @@ class Passages(BaseMiddleware[PassagesOptions]):
     Options = PassagesOptions
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
-        ctx.chunks.append(
-            Chunk(
-                "Install mmfoo with pip install mmfoo; export with tools/export.py.",
-                "docs/install.md",
-                "Install",
-            )  # fmt: skip
-        )
+        passage = "Install mmfoo with pip install mmfoo; export with tools/export.py."
+        ctx.chunks.append(Chunk(passage, "docs/install.md", "Install"))
         if ctx.question in self.options.by_question:
             ctx.chunks.append(Chunk(self.options.by_question[ctx.question], "docs/notes.md"))
         return await call_next(ctx)
