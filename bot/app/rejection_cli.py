@@ -108,7 +108,7 @@ class _Accepted:
 def gate_stages(config: Config) -> list[str]:
     """The pipeline's middlewares up to its last rejection stage: everything that decides
     whether to answer, and nothing that generates."""
-    names = list(config.pipeline)
+    names = [n for n in config.pipeline if n != "gate"]  # group manners need a running bot
     last = max((i for i, n in enumerate(names) if n.startswith("reject.")), default=-1)
     if last < 0:
         return [n for n in names if n == "normalize"] + ["reject.embedding"]

@@ -205,6 +205,7 @@ class Calibrator:
             chitchat_share=settings.chitchat_share,
             mention_boost=settings.mention_boost,
         )
+        fitted.example_queries = list(examples.queries)
         cv = fitted.cv
         assert cv is not None
         meta = {

@@ -2,9 +2,13 @@
 the daemon's learning job refits it, and a refit is in use from the next message on.
 
 A refit never makes the gate worse: when only the examples or the indexed documents changed
-(so the gate in use still fits the running bot), the new fit replaces it only if its
-cross-validated F1 is at least as high. Every refit, kept or not, is one line in
-``history.jsonl`` beside the gate, with the F1 before and after.
+(so the gate in use still fits the running bot), both are judged on the same, current
+examples: the new fit by its cross-validated F1, the gate in use by its out-of-fold scores on
+the examples it was fitted with and its plain scores on the new ones. The new fit replaces
+the gate in use only if it does at least as well. (Comparing each one's cross-validated F1 on
+its own examples would keep a gate that was perfect on easy examples from ever learning the
+hard ones feedback brings.) Every refit, kept or not, is one line in ``history.jsonl`` beside
+the gate, with the F1s.
 
 Blocking throughout (embedding, fitting): async callers run it in a thread.
 """
@@ -18,7 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from knowledge.rejection.calibrate import CalibrationReport, Calibrator
+from knowledge.rejection.examples import Examples
+from knowledge.rejection.model import scores_at
 from knowledge.rejection.store import Decision, StoredGate
 
 log = logging.getLogger(__name__)
@@ -35,7 +43,10 @@ class Refit:
 
     at: str
     reason: str
+    # The gate in use: its cross-validated F1 on its own examples, and its F1 on the current
+    # examples (None when it cannot be judged on them); the new fit's cross-validated F1.
     f1_before: float | None
+    f1_in_use: float | None
     f1_after: float
     kept_new: bool
     good: int
@@ -120,12 +131,15 @@ class RejectionGate:
             self._stored = stored
             return None
         before = stored.f1 if stored is not None else None
+        in_use = self.f1_on(stored, examples, candidate.gate) if comparable else None
         after = candidate.report.f1
-        kept_new = not comparable or before is None or after >= before
+        bar = in_use if in_use is not None else before
+        kept_new = not comparable or bar is None or after >= bar
         refit = Refit(
             at=now.isoformat(timespec="seconds"),
             reason=reason or "",
             f1_before=None if before is None else round(before, 4),
+            f1_in_use=None if in_use is None else round(in_use, 4),
             f1_after=round(after, 4),
             kept_new=kept_new,
             good=examples.good,
@@ -144,12 +158,32 @@ class RejectionGate:
         else:
             self._stored, self._declined = stored, inputs
             log.warning(
-                "the re-calibrated gate is worse (cross-validated F1 %.3f < %.3f): the gate in "
-                "use stays",
+                "the re-calibrated gate is worse (F1 %.3f < %.3f on the same examples): the "
+                "gate in use stays",
                 after,
-                before,
+                bar,
             )
         return refit
+
+    def f1_on(
+        self, stored: StoredGate | None, examples: Examples, candidate: StoredGate
+    ) -> float | None:
+        """The gate in use on the current examples: out-of-fold scores for those it was fitted
+        with, its scores for the others, at its threshold, weighted like the new fit."""
+        if stored is None:
+            return None
+        fitted = stored.fitted
+        known = dict(zip(getattr(fitted, "example_queries", []), fitted.oof_scores, strict=False))
+        if not known:
+            return None  # fitted before the queries were kept: compare cross-validated F1s
+        unseen = [q for q in examples.queries if q not in known]
+        for query, decision in zip(
+            unseen, stored.decide(self.calibrator.space, unseen), strict=True
+        ):
+            known[query] = decision.score
+        scores = np.array([known[q] for q in examples.queries], dtype=float)
+        weights = candidate.fitted.weights
+        return scores_at(examples.labels, scores, weights, fitted.threshold).f1
 
     def fit(self) -> CalibrationReport:
         """Fit now (``calibrate``: the admin asked) and use the result."""

@@ -154,10 +154,12 @@ class RejectionGates:
         history = gate.calibrator.history()
         if history:
             last = history[-1]
-            before = last.get("f1_before")
-            change = f"{before:.3f} -> " if isinstance(before, float) else ""
-            kept = "kept" if last.get("kept_new") else "rejected (worse)"
-            line += f"; last refit {last.get('at')}: F1 {change}{last.get('f1_after'):.3f}, {kept}"
+            in_use = last.get("f1_in_use")
+            against = f" against {in_use:.3f} for the gate in use" if in_use is not None else ""
+            kept = "used" if last.get("kept_new") else "not used (worse)"
+            line += (
+                f"; last refit {last.get('at')}: F1 {last.get('f1_after'):.3f}{against}, {kept}"
+            )
         learned = self._learned.get(conversation_id)
         if learned is not None:
             line += f"; learned here: {len(learned.good)} good, {len(learned.bad)} bad"

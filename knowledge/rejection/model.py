@@ -227,6 +227,9 @@ class FittedGate:
     cv: Scores | None = None
     oof_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # The example questions, in the order of oof_scores: a refit is judged against this gate
+    # on the same examples (knowledge.rejection.gate).
+    example_queries: list[str] = field(default_factory=list)
 
     def features(
         self, base: np.ndarray, embeddings: np.ndarray, exclude: np.ndarray | None = None
