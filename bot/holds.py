@@ -82,7 +82,14 @@ class Holds:
 
     def _fire(self, message_id: int, reply_id: int) -> None:
         self._timers.pop(reply_id, None)
-        self.outbox.spawn(self.release(message_id, reply_id))
+        self.outbox.spawn(self._release_logged(message_id, reply_id))
+
+    async def _release_logged(self, message_id: int, reply_id: int) -> None:
+        try:
+            await self.release(message_id, reply_id)
+        except Exception:
+            # Still held in the database: the next start's recovery tries again.
+            log.exception("message #%d: releasing its held reply failed", message_id)
 
     def cancel(self) -> None:
         for timer in self._timers.values():

@@ -3,9 +3,12 @@ a word and never answered as questions."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from sqlalchemy import select
 
+from bot.adapter import Adapter
 from bot.storage.models import Feedback
 from tests.fakes import ScriptedChatModel
 from tests.manners.conftest import MakeChat
@@ -99,3 +102,17 @@ async def test_outside_working_hours_and_on_quiet_days(group_chat: MakeChat) -> 
     assert (await chat.say("Where are checkpoints saved?"))["status"] == "answered"
     chat.clock.advance(days=3)  # Saturday 14:00
     assert (await chat.say("Which CUDA do I need?"))["decision"] == "ignored: quiet-day"
+
+
+async def test_forget_on_a_platform_that_cannot_delete_says_so(group_chat: MakeChat) -> None:
+    chat = await group_chat(gate=GATE)
+    adapter = chat.bot.adapters["playground"]
+    # An adapter that keeps the contract's default: deleting is not supported.
+    adapter.delete = partial(Adapter.delete, adapter)  # type: ignore[method-assign]
+    answered = await chat.say("Where is the config reference?")
+    forgot = await chat.say("/hxd forget", sender="root")
+    assert (
+        forgot["reply"]["text"]
+        == "I cannot delete messages here (playground cannot delete messages)."
+    )
+    assert (await chat.view(answered["id"]))["reply"]["deleted"] is False
