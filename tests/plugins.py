@@ -109,3 +109,22 @@ class Passages(BaseMiddleware[PassagesOptions]):
         if ctx.question in self.options.by_question:
             ctx.chunks.append(Chunk(self.options.by_question[ctx.question], "docs/notes.md"))
         return await call_next(ctx)
+
+
+class StopOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    marker: str = "(nothing)"
+    reason: str = "no-knowledge"
+
+
+class Stop(BaseMiddleware[StopOptions]):
+    """Stays silent with the given reason on messages carrying the marker (a stand-in for
+    retrieve finding nothing)."""
+
+    name = "stop"
+    Options = StopOptions
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        if self.options.marker in ctx.question:
+            return ctx.ignore(self.options.reason)
+        return await call_next(ctx)

@@ -200,6 +200,11 @@ def feedback_rating(text: str, options: FeedbackOptions) -> int:
     return 1 if says(options.positive) else 0
 
 
+# A member who has the same problem is not answering it.
+_ME_TOO = ("same problem", "same issue", "same error", "me too", "also have", "also get",
+           "我也", "同问", "同样的问题", "一样的问题", "+1")  # fmt: skip
+
+
 def content_terms(text: str) -> set[str]:
     return terms(text) - _STOP
 
@@ -208,7 +213,8 @@ def looks_like_answer(text: str, question: str, reply: str, needed: float) -> fl
     """How much of ``text`` is about the question or the bot's reply (0-1), for messages that
     are not questions themselves; 0 when it says too little to tell."""
     words = content_terms(text)
-    if len(words) < 2 or text.rstrip().endswith(("?", "？")):
+    lowered = text.lower()
+    if len(words) < 2 or text.rstrip().endswith(("?", "？")) or any(m in lowered for m in _ME_TOO):
         return 0.0
     shared = words & (content_terms(question) | content_terms(reply))
     share = len(shared) / len(words)

@@ -71,6 +71,7 @@ async def test_chitchat_meanwhile_and_the_askers_own_words_do_not(group_chat: Ma
     chat = await group_chat()
     asked = await chat.say(QUESTION)
     await chat.say("haha good morning all", sender="carol")
+    await chat.say("same problem here with pip install mmfoo on the gpu machine", sender="dave")
     await chat.say("I tried pip install mmfoo on the gpu machine already", sender="alice")
     await chat.later(minutes=3)
     assert (await chat.view(asked["id"]))["decision"] == "answered"
