@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from bot.context import TraceStep
 from bot.message import Message, Reply
 from bot.outbox import Outbox
 from bot.outcomes import Outcomes
@@ -43,15 +45,16 @@ class HumanAnswerJudge(Protocol):
 def replied_to(question: Message, later: Sequence[Message]) -> Message | None:
     """The first message from someone other than the asker that replies to, quotes or is in
     the thread of the question, and is not addressed to the bot."""
-    ids = {question.platform_message_id}
+    asked = question.platform_message_id
     for message in later:
         if message.sender_id == question.sender_id or message.mentioned_bot:
             continue
-        if message.reply_to in ids or message.thread_root in ids:
+        if asked in (message.reply_to, message.thread_root):
             return message
     return None
 
 
+# The middlewares of a conversation's pipeline, by conversation id.
 Judges = Callable[[str], Sequence[object]]
 
 
@@ -68,7 +71,6 @@ class Holds:
         self.outcomes = outcomes
         self.outbox = outbox
         self.clock = clock
-        # The middlewares of a conversation's pipeline (by conversation id).
         self.judges = judges
         self._timers: dict[int, asyncio.TimerHandle] = {}
 
@@ -115,29 +117,28 @@ class Holds:
         view = await self.outcomes.view(message_id)
         trace = list(view["trace"]) if view else []
         decision = (view or {}).get("decision") or "answered"
+        started = time.perf_counter()
         later = [item.message for item in await self.db.run(groups.messages_after, message_id)]
         evidence = await self._human_answer(question, reply, later)
-        step: dict[str, object] = {
-            "name": "hold",
-            "verdict": "released",
-            "score": None,
-            "threshold": None,
-            "ms": 0.0,
-            "detail": {"messages_meanwhile": len(later)},
-        }
+        step = TraceStep(
+            name="hold", verdict="released", detail={"messages_meanwhile": len(later)}
+        )
+        step.ms = round((time.perf_counter() - started) * 1000, 3)
         if evidence is not None:
             if not await self.db.run(groups.withdraw, reply_id):
                 return  # released by another worker already
-            step["verdict"] = ANSWERED_BY_HUMAN
-            step["detail"] = {**step["detail"], **evidence}  # type: ignore[dict-item]
+            step.verdict = ANSWERED_BY_HUMAN
+            step.detail.update(evidence)
             log.info("message #%d: a human answered first: reply withdrawn", message_id)
             await self.outcomes.finish(
-                [message_id], MessageStatus.IGNORED, ANSWERED_BY_HUMAN, [*trace, step]
+                [message_id], MessageStatus.IGNORED, ANSWERED_BY_HUMAN, [*trace, step.to_dict()]
             )
             return
         if not await self.db.run(groups.claim_held, reply_id):
             return
-        await self.outbox.deliver(message_id, question, reply_id, reply, [*trace, step], decision)
+        await self.outbox.deliver(
+            message_id, question, reply_id, reply, [*trace, step.to_dict()], decision
+        )
 
     async def _human_answer(
         self, question: Message, reply: Reply, later: list[Message]

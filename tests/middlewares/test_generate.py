@@ -90,7 +90,7 @@ async def test_weakest_chunks_are_dropped_to_fit_the_context(
     config_factory: Callable[..., Config],
 ) -> None:
     config = config_factory({"pipeline": ["generate"], "llm": {"max_tokens": 64}})
-    llm = SmallModel("answer", context_length=1500)
+    llm = SmallModel("answer", context_length=1600)
     chunks = [
         Chunk(text="strong " * 200, source="a.md", score=0.9),
         Chunk(text="weak " * 200, source="b.md", score=0.1),
