@@ -57,7 +57,7 @@ async def chat_factory(calibrated: Path, tmp_path: Path) -> AsyncIterator[Any]:
         config = load_config(path)
         clock, model = Clock(), ScriptedChatModel("Run pip install mmfoo.")
         bot, client = await start_bot(config, clock, model)
-        chat = GroupChat(config, bot, client, clock, model, bots=[bot])
+        chat = GroupChat(config, bot, client, clock, model)
         chats.append(chat)
         return chat
 

@@ -5,7 +5,7 @@ sleeping)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,7 +48,6 @@ class GroupChat:
     clock: Clock
     llm: Any
     group: str = "oc_group"
-    bots: list[Bot] = field(default_factory=list)
 
     async def say(self, text: str, sender: str = "alice", **fields: Any) -> dict[str, Any]:
         """Post a message, let the bot decide, and return the message's view."""
@@ -77,10 +76,10 @@ class GroupChat:
 
     async def restart(self) -> None:
         """Stop the bot (as a crash or deploy would) and start a new one on the same database."""
+        await self.client.aclose()
         await self.bot.stop()
         self.bot.db.dispose()
         self.bot, self.client = await start_bot(self.config, self.clock, self.llm)
-        self.bots.append(self.bot)
 
 
 async def start_bot(config: Config, clock: Clock, llm: ChatModel) -> tuple[Bot, httpx.AsyncClient]:
@@ -125,7 +124,7 @@ async def group_chat(config_factory: Callable[..., Config]) -> AsyncIterator[Mak
         clock = Clock()
         model = model or ScriptedChatModel(lambda messages: "Run pip install mmfoo, then check.")
         bot, client = await start_bot(config, clock, model)
-        chat = GroupChat(config, bot, client, clock, model, bots=[bot])
+        chat = GroupChat(config, bot, client, clock, model)
         chats.append(chat)
         return chat
 
