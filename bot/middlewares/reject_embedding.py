@@ -118,11 +118,10 @@ class RejectEmbedding(BaseMiddleware[RejectEmbeddingOptions]):
         threshold = ctx.raised(calibrated)
         ctx.confidence, ctx.threshold = decision.score, threshold
         detail = {
-            "gate": decision.kind,
+            **decision.trace_detail(),
             "own_gate": gate is not self.gates.global_gate,
             "calibrated_threshold": round(calibrated, 4),
             "strictness": ctx.strictness,
-            "features": decision.features,
         }
         if decision.score < threshold:
             return ctx.ignore("off-topic", score=decision.score, threshold=threshold, **detail)

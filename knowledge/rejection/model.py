@@ -19,7 +19,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["logistic", "boosting"]
@@ -228,7 +228,7 @@ class FittedGate:
     oof_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # The example questions, in the order of oof_scores: a refit is judged against this gate
-    # on the same examples (knowledge.rejection.gate).
+    # on the same examples (knowledge.rejection.gate), and a trace names the nearest ones.
     example_queries: list[str] = field(default_factory=list)
 
     def features(
@@ -254,6 +254,55 @@ class FittedGate:
                 mentioned, add_log_odds(probabilities, self.mention_boost), probabilities
             )
         return probabilities, rows
+
+    def contributions(self, rows: np.ndarray) -> list[dict[str, float]] | None:
+        """Per message, how far each feature pushed toward answering (+) or silence (-).
+
+        For the logistic model: the standardized feature value times its coefficient, times the
+        sigmoid calibration's slope, averaged over the calibration folds; that is the feature's
+        share of the calibrated log-odds, relative to an average example; an @-mention's boost
+        is ``mention_boost``. None for the boosting model and the single threshold, which have
+        no such decomposition.
+        """
+        folds = getattr(self.classifier, "calibrated_classifiers_", None)
+        if self.kind != "learned" or not folds:
+            return None
+        total = np.zeros(rows.shape)
+        for fold in folds:
+            model = fold.estimator
+            if not (isinstance(model, Pipeline) and isinstance(model[-1], LogisticRegression)):
+                return None
+            scaler, logistic = model[0], model[-1]
+            slope = -float(fold.calibrators[0].a_)
+            total += slope * (rows - scaler.mean_) / scaler.scale_ * logistic.coef_[0]
+        total /= len(folds)
+        names = list(self.feature_names)
+        if self.mention_boost and "mentioned" in names:
+            # Added after the classifier (see ``scores``): a share of its own.
+            boost = self.mention_boost * (rows[:, names.index("mentioned")] > 0)
+            total = np.column_stack([total, boost])
+            names.append("mention_boost")
+        return [
+            {name: round(float(value), 4) for name, value in zip(names, row, strict=True)}
+            for row in total
+        ]
+
+    def nearest(
+        self, embeddings: np.ndarray, label: int, k: int = 1
+    ) -> list[list[tuple[str, float]]]:
+        """Per message, the ``k`` most similar example questions of one kind (1 good, 0 bad)
+        with their cosine similarity; empty lists when the gate kept no example questions (it
+        was stored before they were)."""
+        queries = getattr(self, "example_queries", [])
+        if len(queries) != len(self.example_labels):
+            return [[] for _ in range(len(embeddings))]
+        members = np.flatnonzero(self.example_labels == label)
+        sims = embeddings @ self.example_embeddings[members].T
+        found = []
+        for row in sims:
+            best = np.argsort(-row)[:k]
+            found.append([(queries[members[i]], round(float(row[i]), 4)) for i in best])
+        return found
 
 
 def cross_validated_scores(

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,10 @@ def sklearn_version() -> str:
     return importlib.metadata.version("scikit-learn")
 
 
+# Example questions quoted in a trace are cut to this many characters.
+QUOTE_CHARS = 200
+
+
 @dataclass(frozen=True)
 class Decision:
     """One message's verdict, with everything the trace needs to explain it."""
@@ -41,6 +45,26 @@ class Decision:
     threshold: float
     kind: str
     features: dict[str, float]
+    # Each feature's push toward answering (+) or silence (-) in log-odds; None where the
+    # model has no such decomposition (boosting, the single threshold).
+    contributions: dict[str, float] | None = None
+    # The nearest good and bad example questions: (text, cosine similarity).
+    nearest_good: list[tuple[str, float]] = field(default_factory=list)
+    nearest_bad: list[tuple[str, float]] = field(default_factory=list)
+
+    def trace_detail(self) -> dict[str, Any]:
+        """What the trace keeps of it (JSON-ready)."""
+
+        def quoted(found: list[tuple[str, float]]) -> list[dict[str, Any]]:
+            return [{"text": text[:QUOTE_CHARS], "similarity": sim} for text, sim in found]
+
+        return {
+            "gate": self.kind,
+            "features": self.features,
+            "contributions": self.contributions,
+            "nearest_good": quoted(self.nearest_good),
+            "nearest_bad": quoted(self.nearest_bad),
+        }
 
 
 @dataclass
@@ -101,18 +125,27 @@ class StoredGate:
             return []
         embeddings = space.embed(queries)
         base = space.base(queries, mentioned, embeddings)
-        scores, rows = self.fitted.scores(base, embeddings, space.names)
-        names = self.fitted.feature_names
-        threshold = self.fitted.threshold
+        fitted = self.fitted
+        scores, rows = fitted.scores(base, embeddings, space.names)
+        names = fitted.feature_names
+        threshold = fitted.threshold
+        contributions: list[dict[str, float] | None] = [None] * len(queries)
+        contributions = [*(fitted.contributions(rows) or contributions)]
+        good, bad = fitted.nearest(embeddings, 1), fitted.nearest(embeddings, 0)
         return [
             Decision(
                 accept=bool(score >= threshold),
                 score=float(score),
                 threshold=threshold,
-                kind=self.fitted.kind,
+                kind=fitted.kind,
                 features={n: round(float(v), 4) for n, v in zip(names, row, strict=True)},
+                contributions=pushes,
+                nearest_good=near_good,
+                nearest_bad=near_bad,
             )
-            for score, row in zip(np.asarray(scores), rows, strict=True)
+            for score, row, pushes, near_good, near_bad in zip(
+                np.asarray(scores), rows, contributions, good, bad, strict=True
+            )
         ]
 
 
