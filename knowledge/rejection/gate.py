@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from knowledge.rejection.calibrate import CalibrationReport, Calibrator
+from knowledge.rejection.calibrate import CalibrationReport, Calibrator, Candidate
 from knowledge.rejection.examples import Examples
 from knowledge.rejection.model import scores_at
 from knowledge.rejection.store import Decision, StoredGate
@@ -189,5 +189,18 @@ class RejectionGate:
         """Fit now (``calibrate``: the admin asked) and use the result."""
         with self._fit_lock:
             report = self.calibrator.fit()
+            self._stored, self._declined = self.calibrator.load(), None
+        return report
+
+    def candidate(self, examples: Examples) -> Candidate:
+        """Fit a gate from these examples without using it: the console shows its
+        cross-validated figures beside the gate in use before the admin applies it."""
+        return self.calibrator.fit_candidate(examples)
+
+    def use(self, candidate: Candidate) -> CalibrationReport:
+        """Store a candidate and use it from the next message on (the admin confirmed it, so
+        it is not judged against the gate in use)."""
+        with self._fit_lock:
+            report = self.calibrator.store(candidate)
             self._stored, self._declined = self.calibrator.load(), None
         return report
