@@ -3,23 +3,67 @@ examples, then re-calibrating the gates).
 
 The jobs are plain functions (``knowledge.jobs.reindex``, ``bot.app.learning.learn``);
 apscheduler's asyncio scheduler runs such functions in a worker thread, so a build never blocks
-the event loop.
+the event loop. Each job's last run (when, how long, what came of it) is kept for the console.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.learning import learn
 from bot.services import Services
+from knowledge.indexer import BuildReport
 from knowledge.jobs import reindex
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobRun:
+    """A job's last run: when it started and ended, and what came of it in words."""
+
+    started: datetime | None = None
+    finished: datetime | None = None
+    outcome: str = "running"
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    name: str
+    next_run: datetime | None
+    last: JobRun | None
+
+
+def describe_reindex(report: BuildReport | None) -> str:
+    if report is None:
+        return "skipped or failed (see the log)"
+    return (
+        f"{report.added} added, {report.changed} changed, {report.removed} removed documents "
+        f"in {report.seconds:.1f} s"
+    )
+
+
+def describe_refresh(refitted: bool) -> str:
+    return "re-calibrated" if refitted else "nothing changed (or the refit failed: see the log)"
 
 
 class Jobs:
@@ -28,6 +72,8 @@ class Jobs:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scheduler: AsyncIOScheduler | None = None
+        self.runs: dict[str, JobRun] = {}
+        self._describe: dict[str, Callable[[Any], str]] = {}
 
     def start(self) -> None:
         """Schedule the jobs bot.yaml asks for: re-indexing (unless knowledge.reindex is 0) and
@@ -48,6 +94,7 @@ class Jobs:
                 coalesce=True,
                 misfire_grace_time=int(timedelta(minutes=minutes).total_seconds()),
             )
+            self._describe["knowledge-reindex"] = describe_reindex
             log.info("knowledge base re-index scheduled every %g minutes", minutes)
         gates, database = self.services.gates, self.services.database
         if gates is not None and database is not None:
@@ -61,13 +108,47 @@ class Jobs:
                 max_instances=1,
                 coalesce=True,
             )
+            self._describe["rejection-recalibrate"] = describe_refresh
             log.info(
                 "feedback learning and gate re-calibration every %g minutes",
                 config.rejection.check_minutes,
             )
         if scheduler.get_jobs():
+            scheduler.add_listener(
+                self._record,
+                EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED,
+            )
             scheduler.start()
             self.scheduler = scheduler
+
+    def _record(self, event: JobEvent) -> None:
+        """apscheduler's listener: note when each job starts and how it ends."""
+        now = self.services.clock()
+        if isinstance(event, JobSubmissionEvent):
+            self.runs[event.job_id] = JobRun(started=now)
+            return
+        run = self.runs.get(event.job_id) or JobRun()
+        run.finished = now
+        if isinstance(event, JobExecutionEvent) and event.exception is not None:
+            run.outcome, run.ok = (
+                f"error: {type(event.exception).__name__}: {event.exception}",
+                False,
+            )
+        elif isinstance(event, JobExecutionEvent) and event.code == EVENT_JOB_EXECUTED:
+            describe = self._describe.get(event.job_id, str)
+            run.outcome, run.ok = describe(event.retval), True
+        else:
+            run.outcome, run.ok = "missed (its time passed while the scheduler was busy)", False
+        self.runs[event.job_id] = run
+
+    def status(self) -> list[JobStatus]:
+        """Every scheduled job with its next and last run, for the console."""
+        if self.scheduler is None:
+            return []
+        return [
+            JobStatus(job.id, job.name, job.next_run_time, self.runs.get(job.id))
+            for job in self.scheduler.get_jobs()
+        ]
 
     def stop(self) -> None:
         if self.scheduler is None:
