@@ -125,6 +125,13 @@ class PromptSettings(Section):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
+    # Opens the admin console; without one it answers loopback clients only.
+    admin_token: SecretStr | None = None
+
+    @property
+    def token(self) -> str:
+        """The admin token, or "" when none is configured (an empty ${ENV:-} counts as none)."""
+        return self.admin_token.get_secret_value() if self.admin_token is not None else ""
 
 
 class GroupSettings(Section):

@@ -1,4 +1,4 @@
-"""A non-editable install must carry prompts/, migrations/ and the playground page."""
+"""A non-editable install must carry prompts/, migrations/ and the admin console's templates."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ CHECK = """
 import sys
 from pathlib import Path
 import bot, adapters.playground.adapter
+from bot.app.console import routes as console
 from bot.resources import resource_dir
 from bot.prompts import Prompts
 from bot.storage.db import Database
@@ -23,7 +24,9 @@ target = Path(sys.argv[1]).resolve()
 assert Path(bot.__file__).resolve().is_relative_to(target), bot.__file__
 for name in ("prompts", "migrations"):
     assert resource_dir(name).is_relative_to(target), resource_dir(name)
-assert adapters.playground.adapter.PAGE.is_file()
+assert console.TEMPLATES.is_relative_to(target), console.TEMPLATES
+for name in ("base.html", "chat.html", "_message.html", "log.html", "health.html"):
+    console._environment().get_template(name)
 Prompts().check("generate", {"bot_name", "topic", "question", "chunks", "history"})
 database = Database("sqlite:///" + sys.argv[2])
 print(database.upgrade())

@@ -1,4 +1,5 @@
-"""The local playground: a simulated group chat in the browser, and a JSON API for it.
+"""The local playground: a simulated group chat, as a JSON API (the admin console's chat view
+is its page).
 
 ``POST /api/messages`` takes a message as a group member would send it (``reply_to``: the id
 of a message it replies to, e.g. the bot's answer's ``platform_reply_id``); ``GET
@@ -11,22 +12,18 @@ so sending, and deleting (``/hxd forget``), are no-ops here.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.adapter import Adapter, AdapterEnvironment, AdapterSettings, Delivery
 from bot.message import Message, Reaction, Reply
-from knowledge.rejection.files import CURVE_FILE, gate_dir
 
 if TYPE_CHECKING:
     from bot.inbox import Inbox
-
-PAGE = Path(__file__).resolve().parent / "static" / "playground.html"
 
 
 class PostedMessage(BaseModel):
@@ -70,19 +67,16 @@ class PlaygroundAdapter(Adapter):
         self, settings: PlaygroundSettings, environment: AdapterEnvironment | None = None
     ) -> None:
         super().__init__(settings, environment)
-        self.work_dir = environment.work_dir if environment else None
         self._inbox: Inbox | None = None
 
     @property
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/", self.page, methods=["GET"]),
             Route("/api/messages", self.post_message, methods=["POST"]),
             Route("/api/messages/{message_id:int}", self.get_message, methods=["GET"]),
             Route(
                 "/api/messages/{message_id:int}/reactions", self.post_reaction, methods=["POST"]
             ),
-            Route("/api/gate/curve.png", self.gate_curve, methods=["GET"]),
         ]
 
     async def start(self, inbox: Inbox) -> None:
@@ -99,9 +93,6 @@ class PlaygroundAdapter(Adapter):
         if self._inbox is None:
             raise RuntimeError("the playground adapter has not been started")
         return self._inbox
-
-    async def page(self, request: Request) -> Response:
-        return FileResponse(PAGE, media_type="text/html; charset=utf-8")
 
     async def post_message(self, request: Request) -> Response:
         try:
@@ -130,16 +121,6 @@ class PlaygroundAdapter(Adapter):
             {"duplicate": stored.duplicate, **(view or {})},
             status_code=200 if posted.wait else 202,
         )
-
-    async def gate_curve(self, request: Request) -> Response:
-        """The rejection gate's precision-recall curve, drawn by `huixiangdou-bot calibrate`."""
-        path = gate_dir(self.work_dir) / CURVE_FILE if self.work_dir else None
-        if path is None or not path.is_file():
-            return JSONResponse(
-                {"error": "no calibrated gate yet: run huixiangdou-bot calibrate"},
-                status_code=404,
-            )
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     async def post_reaction(self, request: Request) -> Response:
         """A thumbs up or down on the bot's reply to message ``{id}``: 200 when stored as

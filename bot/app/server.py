@@ -1,4 +1,5 @@
-"""The one ASGI app: /healthz, /metrics, and every adapter's routes (playground, webhooks)."""
+"""The one ASGI app: /healthz, /metrics, the admin console, and every adapter's routes
+(the playground's API, webhooks)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.app.console.routes import Console
 from bot.app.jobs import Jobs
 from bot.runtime import Bot
 
@@ -46,6 +48,7 @@ def create_app(bot: Bot, jobs: Jobs | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *Console(bot, jobs).routes,
     ]
     for adapter in bot.adapters.values():
         routes.extend(adapter.routes)

@@ -88,8 +88,13 @@ class MessageRecord(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("platform", "platform_message_id", name="uq_messages_platform_id"),
-        Index("ix_messages_status", "status"),
         Index("ix_messages_conversation_received", "conversation_id", "received_at"),
+        # The console's message log pages newest first by id (keyset), filtered by any of these.
+        Index("ix_messages_status_id", "status", "id"),
+        Index("ix_messages_platform_id", "platform", "id"),
+        Index("ix_messages_conversation_id", "conversation_id", "id"),
+        # Time ranges, and the groups page's counts per group and status (covering).
+        Index("ix_messages_received", "received_at", "conversation_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

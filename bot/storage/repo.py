@@ -281,8 +281,11 @@ def recent_history(
 def message_view(session: Session, message_id: int) -> dict[str, Any] | None:
     """Everything an admin wants to know about one message, as plain data."""
     record = session.get(MessageRecord, message_id)
-    if record is None:
-        return None
+    return None if record is None else record_view(record)
+
+
+def record_view(record: MessageRecord) -> dict[str, Any]:
+    """``message_view`` of a loaded record (the console loads a page of them at once)."""
     reply = next((r for r in record.replies), None)
     return {
         "id": record.id,

@@ -128,3 +128,45 @@ def test_a_mention_adds_log_odds_to_the_learned_gate() -> None:
     probe = np.array([[0.5, 0.0], [0.5, 1.0]])
     scores, _ = gate.scores(probe, emb[[0, 0]], names)
     assert scores[1] > scores[0]
+
+
+def test_contributions_say_which_features_pushed_and_which_way() -> None:
+    base, emb, labels = separable(30, 60)
+    names = ["kb_dense_max", "noise"]
+    gate = fit_gate(base, emb, labels, names)
+    rows = gate.features(np.array([[0.85, 0.0], [0.15, 0.0]]), emb[[0, -1]])
+    question, chitchat = gate.contributions(rows) or []
+    assert question["kb_dense_max"] > 0 > chitchat["kb_dense_max"]
+    assert abs(question["kb_dense_max"]) > abs(question["noise"])
+    assert question["good_minus_bad"] > 0 > chitchat["good_minus_bad"]
+    assert set(question) == set(gate.feature_names)
+    # The more a row looks like a question, the higher its probability and its pushes' sum.
+    scores, _ = gate.scores(np.array([[0.85, 0.0], [0.15, 0.0]]), emb[[0, -1]], names)
+    assert scores[0] > scores[1]
+    assert sum(question.values()) > sum(chitchat.values())
+
+
+def test_contributions_include_the_mention_boost_and_are_none_without_a_linear_model() -> None:
+    base, emb, labels = separable(30, 60)
+    names = ["kb_dense_max", "mentioned"]
+    base[:, 1] = 0.0
+    gate = fit_gate(base, emb, labels, names, mention_boost=1.0)
+    rows = gate.features(np.array([[0.5, 0.0], [0.5, 1.0]]), emb[[0, 0]])
+    plain, mentioned = gate.contributions(rows) or []
+    assert (plain["mention_boost"], mentioned["mention_boost"]) == (0.0, 1.0)
+    boosting = fit_gate(base, emb, labels, names, kind="boosting")
+    assert boosting.contributions(rows) is None
+    few = fit_gate(base[:8], emb[:8], np.array([1, 1, 1, 1, 0, 0, 0, 0]), names)
+    assert few.kind == "threshold" and few.contributions(rows) is None
+
+
+def test_the_nearest_examples_are_named_with_their_similarity() -> None:
+    base, emb, labels = separable(10, 10)
+    texts = [f"good {i}" for i in range(10)] + [f"bad {i}" for i in range(10)]
+    gate = fit_gate(base, emb, labels, ["kb_dense_max", "noise"], texts=texts, min_examples=100)
+    (good,), (bad,) = gate.nearest(emb[[3]], 1), gate.nearest(emb[[3]], 0)
+    assert good[0] == ("good 3", pytest.approx(1.0, abs=1e-4))
+    assert bad[0][0].startswith("bad ") and bad[0][1] < good[0][1]
+    assert fit_gate(base, emb, labels, ["kb_dense_max", "noise"]).nearest(emb[[3]], 1) == [[]]
+    with pytest.raises(ValueError, match="example texts"):
+        fit_gate(base, emb, labels, ["kb_dense_max", "noise"], texts=texts[:5])

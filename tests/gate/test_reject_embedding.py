@@ -55,6 +55,24 @@ async def test_questions_pass_and_chitchat_is_ignored_with_the_evidence(indexed:
     assert features.keys() == step["detail"]["features"].keys()
 
 
+async def test_the_trace_keeps_the_pushes_and_the_nearest_examples(indexed: Path) -> None:
+    pipeline, config = await pipeline_for(indexed)
+    chitchat = make_context(config, "哈哈哈 周末一起去吃火锅吧")
+    question = make_context(config, "How can I install mmfoo from source?")
+    await pipeline.run(chitchat)
+    await pipeline.run(question)
+    bad = json.loads((indexed.parent / "bad.json").read_text(encoding="utf-8"))
+    good = json.loads((indexed.parent / "good.json").read_text(encoding="utf-8"))
+    silent, passed = gate_step(chitchat)["detail"], gate_step(question)["detail"]
+    assert silent["nearest_bad"][0]["text"] in bad
+    assert silent["nearest_good"][0]["text"] in good
+    assert silent["nearest_bad"][0]["similarity"] > silent["nearest_good"][0]["similarity"]
+    assert passed["nearest_good"][0]["similarity"] > passed["nearest_bad"][0]["similarity"]
+    assert set(silent["features"]) <= set(silent["contributions"])
+    assert sum(silent["contributions"].values()) < sum(passed["contributions"].values())
+    json.dumps(silent)  # the trace is stored as JSON
+
+
 async def test_a_mention_is_a_feature_the_gate_sees(indexed: Path) -> None:
     pipeline, config = await pipeline_for(indexed)
     plain = make_context(config, "怎么导出 ONNX?")
