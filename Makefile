@@ -28,11 +28,13 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test browser
 
-# The browser test drives Debian's chromium (no browser download at run time).
+# The browser tests drive Debian's chromium (no browser download at run time), with a Chinese
+# font so the console's screenshots show the Chinese test messages.
+BROWSER_PACKAGES := chromium fonts-wqy-zenhei
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
+	@{ command -v chromium >/dev/null 2>&1 && fc-list :lang=zh | grep -q .; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); fi; }
 
 # kb build reads and embeds only what changed since the last build: quick after the first run.
 run: install

@@ -45,13 +45,14 @@ def order(series: dict[str, list[int]]) -> list[str]:
 
 
 def stacked_bars(
-    days: list[date], series: dict[str, list[int]], height: int = 180
+    days: list[date], series: dict[str, list[int]], height: int = 200
 ) -> tuple[Markup, list[Legend]]:
-    """One bar per day, stacked by outcome, scaled to the busiest day; the SVG scales to its
-    container's width (viewBox), and each bar says its numbers on hover (<title>)."""
+    """One bar per day, stacked by outcome, scaled to the busiest day. The SVG scales with its
+    container (viewBox, kept in proportion, so the labels stay readable on a phone), and each
+    bar says its numbers on hover (<title>)."""
     labels = order(series)
     palette = colours(labels)
-    width, left, bottom, top = 720, 34, 22, 8
+    width, left, bottom, top = 480, 30, 22, 10
     plot_h = height - bottom - top
     totals = [sum(series[k][i] for k in labels) for i in range(len(days))]
     peak = max(totals, default=0) or 1
@@ -59,15 +60,14 @@ def stacked_bars(
     bar = max(step * 0.7, 1.0)
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="messages per day, answered and ignored by reason" '
-        f'preserveAspectRatio="none">'
+        f'aria-label="messages per day, answered and ignored by reason">'
     ]
-    for fraction in (0.0, 0.5, 1.0):
-        y = top + plot_h * (1 - fraction)
+    for value in (0, peak):
+        y = top + plot_h * (1 - value / peak)
         parts.append(
             f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
-            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="11" text-anchor="end" '
-            f'fill="#6b7280">{round(peak * fraction)}</text>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="12" text-anchor="end" '
+            f'fill="#6b7280">{value}</text>'
         )
     for i, day in enumerate(days):
         x = left + i * step + (step - bar) / 2
@@ -85,9 +85,9 @@ def stacked_bars(
                 f'fill="{palette[label]}"/>'
             )
         parts.append("</g>")
-        if i % max(len(days) // 6, 1) == 0 or i == len(days) - 1:
+        if (len(days) - 1 - i) % 7 == 0:
             parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{height - 6}" font-size="11" '
+                f'<text x="{x + bar / 2:.1f}" y="{height - 6}" font-size="12" '
                 f'text-anchor="middle" fill="#6b7280">{day.strftime("%m-%d")}</text>'
             )
     parts.append("</svg>")
