@@ -31,7 +31,7 @@ from bot.app.console import queries
 from bot.app.console.auth import COOKIE, AdminOnly, safe_next, session_value
 from bot.app.console.charts import stacked_bars
 from bot.app.console.explain import explain
-from bot.app.console.teach import Teacher, TeachError, examples_store
+from bot.app.console.teach import Teacher, TeachError, edited, examples_store
 from bot.app.jobs import Jobs
 from bot.llm.protocol import ChatModel
 from bot.runtime import Bot
@@ -97,6 +97,10 @@ def _day(value: str) -> date | None:
 
 def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
+
+
+def _positions(values: list[Any]) -> set[int]:
+    return {int(v) for v in values if isinstance(v, str) and v.isdigit()}
 
 
 class Console:
@@ -332,32 +336,24 @@ class Console:
                 current = await asyncio.to_thread(self.teacher.examples)
                 if form.get("based_on") != current.fingerprint():
                     raise TeachError("the examples changed since this page was drawn: reload")
-                removed_good = set(form.getlist("remove_good"))
-                removed_bad = set(form.getlist("remove_bad"))
-                good = [
-                    q for i, q in enumerate(current.questions(1)) if str(i) not in removed_good
-                ]
-                bad = [q for i, q in enumerate(current.questions(0)) if str(i) not in removed_bad]
-                for line in str(form.get("add_good", "")).splitlines():
-                    if (q := " ".join(line.split())) and q not in good:
-                        good.append(q)
-                        bad = [b for b in bad if b != q]
-                for line in str(form.get("add_bad", "")).splitlines():
-                    if (q := " ".join(line.split())) and q not in bad:
-                        bad.append(q)
-                        good = [g for g in good if g != q]
-                proposal = await asyncio.to_thread(
-                    self.teacher.propose, Examples.from_lists(good, bad)
+                changed = edited(
+                    current,
+                    remove_good=_positions(form.getlist("remove_good")),
+                    remove_bad=_positions(form.getlist("remove_bad")),
+                    add_good=str(form.get("add_good", "")).splitlines(),
+                    add_bad=str(form.get("add_bad", "")).splitlines(),
                 )
+                proposal = await asyncio.to_thread(self.teacher.propose, changed)
                 return self.page(
                     request, "teach.html", nav="examples", proposal=proposal, error="", view=None
                 )
             except (TeachError, ExamplesError, ValueError) as exc:
                 error = str(exc)
+        shown: Examples | None = None
         try:
-            current = await asyncio.to_thread(self.teacher.examples)
+            shown = await asyncio.to_thread(self.teacher.examples)
         except ExamplesError as exc:
-            current, error = None, str(exc)
+            error = str(exc)
         gate = self.bot.services.gate
         stored = gate.stored if gate is not None else None
         applied = self.teacher.applied(request.query_params.get("applied", ""))
@@ -367,11 +363,11 @@ class Console:
             400 if error and request.method == "POST" else 200,
             nav="examples",
             error=error,
-            good=current.questions(1) if current else [],
-            bad=current.questions(0) if current else [],
-            based_on=current.fingerprint() if current else "",
+            good=shown.questions(1) if shown else [],
+            bad=shown.questions(0) if shown else [],
+            based_on=shown.fingerprint() if shown else "",
             meta=stored.meta if stored is not None else None,
-            can_teach=self.can_teach and current is not None,
+            can_teach=self.can_teach and shown is not None,
             applied=applied,
             store=self.teacher.store,
         )

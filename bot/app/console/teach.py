@@ -93,6 +93,29 @@ def examples_store(settings: RejectionSettings) -> ExampleFiles:
     return ExampleFiles(settings.good_questions, settings.bad_questions)
 
 
+def edited(
+    examples: Examples,
+    *,
+    remove_good: set[int],
+    remove_bad: set[int],
+    add_good: list[str],
+    add_bad: list[str],
+) -> Examples:
+    """The examples page's edit: drop the ticked ones (by position), add new lines (each once;
+    a question added to one kind leaves the other)."""
+    good = [q for i, q in enumerate(examples.questions(1)) if i not in remove_good]
+    bad = [q for i, q in enumerate(examples.questions(0)) if i not in remove_bad]
+    for line in add_good:
+        if (question := " ".join(line.split())) and question not in good:
+            good.append(question)
+            bad = [q for q in bad if q != question]
+    for line in add_bad:
+        if (question := " ".join(line.split())) and question not in bad:
+            bad.append(question)
+            good = [q for q in good if q != question]
+    return Examples.from_lists(good, bad)
+
+
 def describe_changes(old: Examples, new: Examples) -> list[str]:
     """The difference between two example sets, in words."""
     old_label = dict(zip(old.queries, (int(v) for v in old.labels), strict=True))
