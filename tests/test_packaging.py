@@ -26,7 +26,7 @@ for name in ("prompts", "migrations"):
     assert resource_dir(name).is_relative_to(target), resource_dir(name)
 assert console.TEMPLATES.is_relative_to(target), console.TEMPLATES
 for name in ("base.html", "chat.html", "_message.html", "log.html", "health.html"):
-    console._environment().get_template(name)
+    console.template_environment().get_template(name)
 Prompts().check("generate", {"bot_name", "topic", "question", "chunks", "history"})
 database = Database("sqlite:///" + sys.argv[2])
 print(database.upgrade())
