@@ -40,7 +40,9 @@ def make_bot(tmp_path: Path, **sections: Any) -> Bot:
     data: dict[str, Any] = {
         "bot": {"work_dir": str(tmp_path / "work")},
         "queue": {"debounce_seconds": 0},
-        "groups": {"quiet": {"require_mention": True, "topic": "MMFoo 训练与部署"}},
+        "groups": {
+            "quiet": {"require_mention": True, "topic": "MMFoo 训练与部署", "non_answer": "在呢"}
+        },
         **sections,
     }
     config = load_config(write_config(tmp_path, data))
@@ -185,6 +187,7 @@ def test_groups_health_and_the_gate_curve(running: tuple[TestClient, Bot]) -> No
     assert quiet  # a playground group with settings of its own in bot.yaml
     settings = client.get(f"/console/groups/{quiet.group(1)}").text
     assert "MMFoo 训练与部署" in settings and "normalize → generate" in settings
+    assert "<dt>non_answer</dt>" in settings and "在呢" in settings
 
     health = client.get("/console/health").text
     assert 'data-adapter="playground"' in health and "scripted" in health
