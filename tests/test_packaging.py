@@ -61,4 +61,4 @@ def test_wheel_install_finds_prompts_and_migrations(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "(None, '0002')" in result.stdout
+    assert "(None, '0003')" in result.stdout

@@ -27,7 +27,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.app.learning import learn
+from bot.app.learning import Lesson, learn
 from bot.services import Services
 from knowledge.indexer import BuildReport
 from knowledge.jobs import reindex
@@ -62,8 +62,15 @@ def describe_reindex(report: BuildReport | None) -> str:
     )
 
 
-def describe_refresh(refitted: bool) -> str:
-    return "re-calibrated" if refitted else "nothing changed (or the refit failed: see the log)"
+def describe_lesson(lesson: Lesson) -> str:
+    learned = sum(len(item) for item in lesson.learned.values())
+    words = [f"{learned} learned examples" + (" (changed)" if lesson.changed else "")]
+    for group, refit in lesson.refits.items():
+        kept = "in use" if refit.kept_new else "not used (worse)"
+        words.append(f"{group or 'global'} gate refitted: F1 {refit.f1_after:.3f}, {kept}")
+    if not lesson.refits:
+        words.append("no gate needed a refit")
+    return "; ".join(words)
 
 
 class Jobs:
@@ -108,7 +115,7 @@ class Jobs:
                 max_instances=1,
                 coalesce=True,
             )
-            self._describe["rejection-recalibrate"] = describe_refresh
+            self._describe["rejection-recalibrate"] = describe_lesson
             log.info(
                 "feedback learning and gate re-calibration every %g minutes",
                 config.rejection.check_minutes,

@@ -145,14 +145,6 @@ class Examples:
         """The good (1) or bad (0) questions, in their order."""
         return [q for q, value in zip(self.queries, self.labels, strict=True) if value == label]
 
-    def taught(self, question: str, label: int) -> Examples:
-        """These examples with ``question`` among the good (1) or bad (0) ones, once, and no
-        longer among the other kind."""
-        good = [q for q in self.questions(1) if q != question]
-        bad = [q for q in self.questions(0) if q != question]
-        (good if label == 1 else bad).append(question)
-        return Examples.from_lists(good, bad)
-
     @property
     def good(self) -> int:
         return int((self.labels == 1).sum())

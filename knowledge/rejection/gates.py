@@ -44,11 +44,11 @@ class RejectionGates:
         self.embedder = make_embedder(settings, kb)
         self._learned: dict[str, Learned] = read_learned(self.work_dir)
         self.global_gate = RejectionGate(
-            Calibrator(kb, settings, self.work_dir, self.embedder, examples=self._global_examples)
+            Calibrator(kb, settings, self.work_dir, self.embedder, examples=self.global_examples)
         )
         # Groups with enough examples; a gate is used once it has been fitted.
         self._groups: dict[str, RejectionGate] = {}
-        self._sync()
+        self.sync()
 
     # -- which gate ---------------------------------------------------------------------------
 
@@ -69,15 +69,33 @@ class RejectionGates:
             and min(len(learned.good), len(learned.bad)) >= folds
         )
 
-    def _global_examples(self) -> Examples:
-        files = Examples.load(self.settings.good_questions, self.settings.bad_questions)
+    def global_examples(
+        self, learned: Mapping[str, Learned] | None = None, files: Examples | None = None
+    ) -> Examples:
+        """The global gate's examples: the example files (or ``files``), then the learned
+        examples (those last read, or ``learned``) of the groups without a gate of their own,
+        in one fixed order (the order is part of the examples' fingerprint)."""
+        if files is None:
+            files = Examples.load(self.settings.good_questions, self.settings.bad_questions)
+        learned = self._learned if learned is None else learned
         own = self.own_gates()
-        learned = [item.examples for cid, item in self._learned.items() if cid not in own]
-        return Examples.combine(files, *learned)
+        parts = [learned[cid].examples for cid in sorted(learned, key=slug) if cid not in own]
+        return Examples.combine(files, *parts)
 
-    def _sync(self) -> None:
+    def examples_with(
+        self, conversation_id: str, learned: Mapping[str, Learned]
+    ) -> tuple[RejectionGate, Examples]:
+        """The gate a group uses, and the examples it would be fitted from were the learned
+        examples these (the console shows a lesson's effect before it is stored)."""
+        gate = self.for_group(conversation_id)
+        if gate is self.global_gate:
+            return gate, self.global_examples(learned)
+        return gate, learned[conversation_id].examples
+
+    def sync(self) -> None:
         """Read the learned examples again; give the groups that now have enough a gate of
-        their own, and take it from those that no longer do."""
+        their own, and take it from those that no longer do (refresh does this first; the
+        console, after it stored an admin's lesson)."""
         self._learned = read_learned(self.work_dir)
         groups = {
             cid: gate
@@ -113,7 +131,7 @@ class RejectionGates:
     def load(self) -> None:
         """At start-up: the groups' gates (a failing one is left out), then the global one
         (errors raised: a broken example file is the admin's to fix)."""
-        self._sync()
+        self.sync()
         for cid, gate in self._groups.items():
             try:
                 gate.load()
@@ -127,7 +145,7 @@ class RejectionGates:
         """Refit every gate whose examples, index or settings changed (groups' first: a group
         that gets a gate takes its examples out of the global one). The refits, by group id
         ("" for the global gate)."""
-        self._sync()
+        self.sync()
         refits: dict[str, Refit] = {}
         for cid, gate in self._groups.items():
             refit = gate.refresh(now)

@@ -9,6 +9,7 @@ test-artifacts/console/ (git-ignored) for a reviewer to look at.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +162,16 @@ def test_the_playground_chat_answers_stays_silent_and_says_why(
         "normalize", "reject.embedding", "retrieve", "generate", "cite", "send",
     ]  # fmt: skip
     expect(bob.locator(".words")).to_contain_text("passed the gate: the gate gave")
+    # Thumbs up on the answer is feedback for the gate; a reply to it says what it replies to.
+    bob.locator("button.react[data-reaction=up]").click()
+    expect(bob.locator("button.react[data-reaction=up]")).to_have_class(re.compile("done"))
+    bob.locator("button.reply-to").click()
+    expect(page.locator("#replying")).to_be_visible()
+    thanks = send(page, "thanks, that worked", "bob")
+    expect(page.locator("#replying")).to_be_hidden()
+    view = httpx.get(f"{daemon.url}/api/messages/{thanks.get_attribute('data-message-id')}").json()
+    answer_view = httpx.get(f"{daemon.url}/api/messages/{bob.get_attribute('data-message-id')}")
+    assert view["reply_to"] == answer_view.json()["reply"]["platform_reply_id"]
 
     # The gate's silence, in words, in the main group.
     page.goto(daemon.url + "/console/")
@@ -208,7 +219,7 @@ def test_every_page_fits_a_desktop_and_a_phone(browser: Any, daemon: Daemon) -> 
 def test_should_have_answered_changes_the_examples_and_after_confirm_the_gate(
     browser: Any, daemon: Daemon
 ) -> None:
-    root = daemon.config.parent
+    learned = daemon.config.parent / "work" / "knowledge" / "gate" / "learned"
     text = "下班了 晚上一起打球吗"
     page = admin_page(browser, daemon)
     page.goto(daemon.url + "/console/examples")
@@ -223,13 +234,13 @@ def test_should_have_answered_changes_the_examples_and_after_confirm_the_gate(
         page.set_viewport_size({"width": width, "height": 900})
         fits(page, "teach", width)
     page.set_viewport_size({"width": 1280, "height": 900})
-    # Shown, not applied.
-    assert text not in (root / "good.json").read_text(encoding="utf-8")
+    assert not learned.exists()  # shown, not applied
     page.click("#confirm")
     expect(page.locator("#applied")).to_contain_text(f"add '{text}' to the good examples")
-    expect(page.locator("#good")).to_contain_text(text)
+    expect(page.locator("#learned [data-group=teach]")).to_contain_text("1 good, 0 bad")
     expect(page.locator("#gate-good")).to_have_text("15")  # the gate in use was refitted
-    assert text in json.loads((root / "good.json").read_text(encoding="utf-8"))
+    [taught] = [json.loads(f.read_text(encoding="utf-8")) for f in learned.glob("*.json")]
+    assert taught["good"] == [text]
     page.context.close()
 
 

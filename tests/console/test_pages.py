@@ -40,8 +40,14 @@ def make_bot(tmp_path: Path, **sections: Any) -> Bot:
     data: dict[str, Any] = {
         "bot": {"work_dir": str(tmp_path / "work")},
         "queue": {"debounce_seconds": 0},
+        "pipeline": ["normalize", "gate", "generate"],
         "groups": {
-            "quiet": {"require_mention": True, "topic": "MMFoo 训练与部署", "non_answer": "在呢"}
+            "quiet": {
+                "require_mention": True,
+                "topic": "MMFoo 训练与部署",
+                "non_answer": "在呢",
+                "middleware": {"gate": {"budget": {"per_hour": 5}}},
+            }
         },
         **sections,
     }
@@ -182,16 +188,19 @@ def test_groups_health_and_the_gate_curve(running: tuple[TestClient, Bot]) -> No
     assert group_id
     page = client.get(f"/console/groups/{group_id.group(1)}").text
     assert "<svg" in page and "off-topic" in page and "no-knowledge" in page
-    assert "No reply budget is kept for groups yet" in page
+    assert "Bot messages in the last hour: 1 of 20 allowed" in page  # the seeded answer
     quiet = re.search(r'href="/console/groups/(\d+)">quiet<', groups)
     assert quiet  # a playground group with settings of its own in bot.yaml
     settings = client.get(f"/console/groups/{quiet.group(1)}").text
-    assert "MMFoo 训练与部署" in settings and "normalize → generate" in settings
+    assert "MMFoo 训练与部署" in settings and "normalize → gate → generate" in settings
     assert "<dt>non_answer</dt>" in settings and "在呢" in settings
+    # The gate middleware's settings as the group's override resolves them.
+    assert "of 5 allowed" in settings and "overridden for this group" in settings
+    assert "<dt>budget.per_hour</dt><dd>5</dd>" in settings
 
     health = client.get("/console/health").text
     assert 'data-adapter="playground"' in health and "scripted" in health
-    assert "revision 0002" in health
+    assert "revision 0003" in health
 
     missing = client.get("/api/gate/curve.png")
     assert missing.status_code == 404 and "huixiangdou-bot calibrate" in missing.json()["error"]

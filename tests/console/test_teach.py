@@ -17,7 +17,9 @@ from bot.app.server import create_app
 from bot.app.services import build_services
 from bot.config import load_config
 from bot.runtime import Bot
+from bot.storage import groups
 from bot.storage.db import Database
+from knowledge.rejection.files import gate_dir
 from tests.fakes import ScriptedChatModel
 from tests.gate.conftest import write_gate_config
 
@@ -61,27 +63,34 @@ def test_should_have_answered_is_shown_first_and_applied_on_confirm(
     item = client.get(f"/console/messages/{message_id}/item").text
     assert "silent: the gate gave" in item and "looked most like your bad examples" in item
 
-    gate = bot.services.gate
-    assert gate is not None and gate.stored is not None
+    assert bot.services.gates is not None
+    gate = bot.services.gates.global_gate
+    assert gate.stored is not None
     in_use = gate.stored.meta
     good_file = (root / "good.json").read_text(encoding="utf-8")
+    learned = gate_dir(bot.config.work_dir) / "learned"
 
     shown = client.post("/console/teach", data={"message_id": message_id, "label": "good"})
     assert shown.status_code == 200
     assert f"add &#39;{text}&#39; to the good examples" in shown.text
     assert 'class="f1-before"' in shown.text and 'class="f1-after"' in shown.text
-    # Shown, not applied: the files and the gate in use are as they were.
-    assert (root / "good.json").read_text(encoding="utf-8") == good_file
-    assert gate.stored.meta is in_use
+    # Shown, not applied: nothing stored, the gate in use is as it was.
+    assert not learned.exists() and gate.stored.meta is in_use
+    assert bot.db.run_sync(groups.all_feedback) == []
 
     applied = client.post(f"/console/teach/{proposal_token(shown.text)}", follow_redirects=False)
     assert applied.status_code == 303
-    assert text in json.loads((root / "good.json").read_text(encoding="utf-8"))
+    # Stored as an admin's word in the group, as /hxd good there would be; learned from it.
+    [word] = bot.db.run_sync(groups.all_feedback)
+    assert (word.example, word.rating, word.source) == (text, 1, "admin")
+    [taught] = [json.loads(f.read_text(encoding="utf-8")) for f in learned.glob("*.json")]
+    assert taught == {"conversation_id": "playground", "good": [text], "bad": []}
+    assert (root / "good.json").read_text(encoding="utf-8") == good_file
     assert gate.stored.meta["good"] == in_use["good"] + 1
     assert gate.stored.meta["examples"] != in_use["examples"]
-    assert gate.refresh() is False  # the applied gate is the one the files describe
+    assert bot.services.gates.refresh() == {}  # the gate in use is the one the examples say
     page = client.get(applied.headers["location"]).text
-    assert "Applied: add" in page and text in page
+    assert "Applied: add" in page and 'id="learned"' in page and text in page
 
     again = client.post(f"/console/teach/{proposal_token(shown.text)}")
     assert again.status_code == 409 and "expired or was applied already" in again.text
@@ -90,14 +99,14 @@ def test_should_have_answered_is_shown_first_and_applied_on_confirm(
 def test_a_proposal_is_refused_when_the_examples_changed_meanwhile(
     console: tuple[TestClient, Bot, Path],
 ) -> None:
-    client, _bot, root = console
+    client, bot, root = console
     message_id = silent_message(client, "今晚的球赛谁赢了")
     shown = client.post("/console/teach", data={"message_id": message_id, "label": "good"})
     bad = json.loads((root / "bad.json").read_text(encoding="utf-8"))
     (root / "bad.json").write_text(json.dumps([*bad, "下班了"], ensure_ascii=False), "utf-8")
     refused = client.post(f"/console/teach/{proposal_token(shown.text)}")
     assert refused.status_code == 409 and "changed since" in refused.text
-    assert "今晚的球赛谁赢了" not in (root / "good.json").read_text(encoding="utf-8")
+    assert bot.db.run_sync(groups.all_feedback) == []
 
 
 def test_the_example_lists_are_edited_through_the_same_confirm(
@@ -121,5 +130,6 @@ def test_the_example_lists_are_edited_through_the_same_confirm(
     client.post(f"/console/teach/{proposal_token(shown.text)}")
     bad = json.loads((root / "bad.json").read_text(encoding="utf-8"))
     assert bad[-2:] == ["下班了", "周五一起去吃饭"] and len(bad) == 15
-    assert bot.services.gate is not None and bot.services.gate.stored is not None
-    assert bot.services.gate.stored.meta["bad"] == 15
+    assert bot.services.gates is not None
+    stored = bot.services.gates.global_gate.stored
+    assert stored is not None and stored.meta["bad"] == 15

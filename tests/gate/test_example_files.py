@@ -55,12 +55,12 @@ def test_a_new_file_takes_its_format_from_its_suffix(tmp_path: Path) -> None:
     assert (tmp_path / "new.txt").read_text() == "a?\n"
 
 
-def test_taught_examples_round_trip_through_the_files(tmp_path: Path) -> None:
+def test_examples_round_trip_through_the_files(tmp_path: Path) -> None:
     files = ExampleFiles(tmp_path / "good.json", tmp_path / "bad.txt")
     files.save(Examples.from_lists(["How do I install?"], ["早上好", "lol"]))
     before = files.load()
-    taught = before.taught("早上好", 1)
-    assert taught.questions(1) == ["How do I install?", "早上好"]
-    assert taught.questions(0) == ["lol"]
-    files.save(taught)
-    assert files.load().fingerprint() == taught.fingerprint() != before.fingerprint()
+    assert before.questions(1) == ["How do I install?"]
+    assert before.questions(0) == ["早上好", "lol"]
+    changed = Examples.from_lists(["How do I install?", "早上好"], ["lol"])
+    files.save(changed)
+    assert files.load().fingerprint() == changed.fingerprint() != before.fingerprint()

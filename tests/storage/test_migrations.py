@@ -44,6 +44,6 @@ def test_cli_db_upgrade_then_run_refuses_nothing(tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert "run 'huixiangdou-bot db upgrade' first" in refused.output
     first = runner.invoke(main, ["db", "upgrade", "--config", str(config)])
-    assert first.exit_code == 0 and "upgraded (empty) -> 0002" in first.output
+    assert first.exit_code == 0 and "upgraded (empty) -> 0003" in first.output
     again = runner.invoke(main, ["db", "upgrade", "--config", str(config)])
-    assert again.exit_code == 0 and "already at revision 0002" in again.output
+    assert again.exit_code == 0 and "already at revision 0003" in again.output

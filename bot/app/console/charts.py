@@ -18,6 +18,9 @@ COLOURS = {
     "no-knowledge": "#f59e0b",
     "unsure": "#fb923c",
     "merged": "#e5e7eb",
+    "over-budget": "#f472b6",
+    "duplicate": "#86efac",
+    "tagged": "#22d3ee",
     "failed": "#dc2626",
 }
 PALETTE = ["#0ea5e9", "#14b8a6", "#eab308", "#ec4899", "#8b5cf6", "#64748b"]
@@ -39,7 +42,7 @@ def colours(labels: list[str]) -> dict[str, str]:
 
 
 def order(series: dict[str, list[int]]) -> list[str]:
-    """Answered first, then the reasons for silence, the most frequent first."""
+    """Answered first, then the rest (mostly reasons for silence), the most frequent first."""
     rest = sorted((k for k in series if k != "answered"), key=lambda k: -sum(series[k]))
     return (["answered"] if "answered" in series else []) + rest
 

@@ -6,6 +6,7 @@ where the time went. The raw trace stays available beside it; this only reads it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from bot.app.console.queries import reason_of
@@ -24,8 +25,23 @@ REASONS = {
     "no-answer": "the model gave an empty answer",
     "overloaded": "too many messages were already waiting in this conversation",
     "merged": "it was answered together with the message it was merged into",
-    "rate-limited": "the group's reply budget was used up",
     "expired": "a restart left it unfinished, and it was too old to answer by then",
+    "over-budget": "the group's reply budget for the hour was spent",
+    "off-hours": "it came outside the bot's working hours",
+    "quiet-day": "it came on one of the bot's quiet days",
+    "paused": "an admin paused the bot in this group (/hxd pause)",
+    "feedback": "it was feedback on an earlier answer, kept to teach the gate",
+    "command": "it was an admin command from someone who is not an admin",
+    "injection": "it tried to give the bot instructions (the guard)",
+    "leak": "the answer would have given away what it must not (the guard)",
+    "answered-by-human": "a person answered it first, so the bot's held reply was withdrawn",
+}
+
+# Answers that are not plain answers (the decision after "answered"/"tagged"/"command").
+ANSWER_KINDS = {
+    "duplicate": " by pointing to an earlier answer",
+    "tagged": " by tagging a person",
+    "command": " an admin command",
 }
 
 # The rejection gate's features, as an admin would name them.
@@ -114,6 +130,14 @@ def quote(text: str, limit: int = QUOTE) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _clock(value: Any) -> str:
+    """A stored ISO time as HH:MM:SS UTC."""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%H:%M:%S UTC")
+    except ValueError:
+        return str(value)
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
@@ -136,8 +160,13 @@ def explain(view: dict[str, Any]) -> Explanation:
     decision = view.get("decision") or ""
     reason = reason_of(decision)
     reply = view.get("reply") or {}
-    if outcome == "answered":
+    if reply.get("status") == "held":
+        bubble = f"holding until {_clock(reply.get('not_before'))} so a person can answer "
+        bubble += f"first; then: {reply.get('text') or ''}"
+    elif outcome == "answered":
         bubble = reply.get("text") or ""
+        if reply.get("deleted"):
+            bubble = "(deleted by an admin) " + bubble
     elif outcome == "silent":
         bubble = f"stayed silent: {reason}" if reason != "merged" else decision
     elif outcome == "failed":
@@ -165,7 +194,8 @@ def explain(view: dict[str, Any]) -> Explanation:
     if outcome == "answered":
         sources = len(reply.get("references") or [])
         cited = f", citing {sources} source{'s' if sources != 1 else ''}" if sources else ""
-        found.sentences.insert(0, f"answered in {found.total_ms / 1000:.1f} s{cited}")
+        how = ANSWER_KINDS.get(reason, "")
+        found.sentences.insert(0, f"answered{how} in {found.total_ms / 1000:.1f} s{cited}")
     found.passages = _passages(trace, reply)
     return found
 

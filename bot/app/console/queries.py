@@ -34,16 +34,23 @@ UNFINISHED = "unfinished"
 def reason_of(decision: str | None) -> str:
     """The short reason of a decision: ``ignored: off-topic`` -> ``off-topic``, ``ignored:
     overloaded (100 waiting)`` -> ``overloaded``, ``merged into #12`` -> ``merged``, ``failed:
-    ValueError: ...`` -> ``failed``, ``answered`` -> ``answered``; "" while undecided."""
+    ValueError: ...`` -> ``failed``, ``tagged: unsure`` -> ``tagged``, ``command: status`` ->
+    ``command``, ``answered: duplicate`` -> ``duplicate``, ``answered`` -> ``answered``; ""
+    while undecided."""
     if not decision:
         return ""
     if decision.startswith("merged into"):
         return "merged"
-    if decision.startswith("failed:") or decision == "failed":
-        return "failed"
     if decision.startswith("ignored:"):
         return decision.removeprefix("ignored:").strip().split(" (", 1)[0] or "ignored"
-    return decision
+    if decision.startswith("answered:"):
+        return decision.removeprefix("answered:").strip() or "answered"
+    kind = decision.split(":", 1)[0]
+    return kind if kind in PREFIXED else decision
+
+
+# Decisions that are a kind and a detail ("failed: TimeoutError: ...", "tagged: unsure").
+PREFIXED = ("failed", "tagged", "command")
 
 
 def reason_condition(reason: str) -> ColumnElement[bool]:
@@ -51,13 +58,14 @@ def reason_condition(reason: str) -> ColumnElement[bool]:
     decision = MessageRecord.decision
     if reason == "merged":
         return decision.startswith("merged into", autoescape=True)
-    if reason == "failed":
-        return or_(decision == "failed", decision.startswith("failed:", autoescape=True))
+    if reason in PREFIXED:
+        return or_(decision == reason, decision.startswith(f"{reason}:", autoescape=True))
     if reason == "answered":
         return decision == "answered"
     return or_(
         decision == f"ignored: {reason}",
         decision.startswith(f"ignored: {reason} (", autoescape=True),
+        decision == f"answered: {reason}",
     )
 
 
@@ -429,49 +437,41 @@ class FeedbackItem:
     message_id: int
     user_id: str
     rating: int
-    comment: str
+    source: str
+    example: str
     created_at: datetime
 
 
 @dataclass(frozen=True)
 class FeedbackSummary:
-    positive: int
-    negative: int
+    # (source, +1 or -1) -> how many: reactions, replies ("thanks"/"wrong"), admins.
+    counts: dict[tuple[str, int], int]
     latest: list[FeedbackItem]
+
+    def total(self, rating: int) -> int:
+        return sum(n for (_, sign), n in self.counts.items() if sign == rating)
 
 
 def group_feedback(session: Session, conversation_id: int, latest: int = 10) -> FeedbackSummary:
-    """The reactions to the bot's replies in one group: counts, and the latest few."""
+    """The feedback given in one group (reactions, replies, admins' words): counts by source
+    and direction, and the latest few."""
     in_group = Feedback.message_id.in_(
         select(MessageRecord.id).where(MessageRecord.conversation_id == conversation_id)
     )
     sign = case((Feedback.rating > 0, 1), (Feedback.rating < 0, -1), else_=0)
-    rows = session.execute(select(sign, func.count()).where(in_group).group_by(sign)).all()
-    counts: dict[int, int] = {int(value): int(count) for value, count in rows}
+    rows = session.execute(
+        select(Feedback.source, sign, func.count()).where(in_group).group_by(Feedback.source, sign)
+    ).all()
     items = session.scalars(
         select(Feedback).where(in_group).order_by(Feedback.id.desc()).limit(latest)
     ).all()
     return FeedbackSummary(
-        positive=int(counts.get(1, 0)),
-        negative=int(counts.get(-1, 0)),
+        counts={(str(source), int(value)): int(count) for source, value, count in rows},
         latest=[
-            FeedbackItem(f.message_id, f.user_id, f.rating, f.comment, f.created_at) for f in items
+            FeedbackItem(f.message_id, f.user_id, f.rating, f.source, f.example, f.created_at)
+            for f in items
         ],
     )
-
-
-@dataclass(frozen=True)
-class BudgetUse:
-    """Replies the group's budget allows and has used today."""
-
-    used: int
-    limit: int | None
-
-
-def group_budget(session: Session, conversation_id: int) -> BudgetUse | None:
-    """The group's reply budget. None until the per-group budget (issue 14) keeps one: it
-    fills this in, and the group page shows it."""
-    return None
 
 
 def message_count(session: Session) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from pydantic import BaseModel
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -32,13 +33,15 @@ from bot.app.console import queries
 from bot.app.console.auth import COOKIE, AdminOnly, safe_next, session_value
 from bot.app.console.charts import stacked_bars
 from bot.app.console.explain import explain
-from bot.app.console.teach import Teacher, TeachError, edited, examples_store
+from bot.app.console.teach import Teacher, TeachError, edited
 from bot.app.jobs import Jobs
 from bot.llm.protocol import ChatModel
+from bot.pipeline import BaseMiddleware, Pipeline
 from bot.runtime import Bot
-from bot.storage import repo
+from bot.storage import groups, repo
 from knowledge.rejection.examples import Examples, ExamplesError
 from knowledge.rejection.files import CURVE_FILE, gate_dir
+from knowledge.rejection.learned import read_learned
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLAYGROUND = "playground"
@@ -91,6 +94,39 @@ def model_state(llm: ChatModel) -> dict[str, Any]:
     return {"name": llm.name, "process": None}
 
 
+def middleware_settings(pipeline: Pipeline, conversation_id: str) -> dict[str, dict[str, Any]]:
+    """Each middleware's settings for one group, as bot.yaml and the group's overrides
+    (``groups.<id>.middleware``) resolve them; secrets print masked."""
+    found: dict[str, dict[str, Any]] = {}
+    for middleware in pipeline.middlewares:
+        if isinstance(middleware, BaseMiddleware):
+            options = middleware.options_for_group(conversation_id)
+        else:
+            options = getattr(middleware, "options", None)
+        if isinstance(options, BaseModel):
+            found[middleware.name] = _flat(options)
+    return found
+
+
+def _flat(model: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """``{"budget.per_hour": 20, ...}``: nested sections as dotted keys."""
+    flat: dict[str, Any] = {}
+    for name, value in model:
+        if isinstance(value, BaseModel):
+            flat.update(_flat(value, f"{prefix}{name}."))
+        elif isinstance(value, list | tuple | set):
+            flat[prefix + name] = ", ".join(str(v) for v in value) or "(none)"
+        else:
+            flat[prefix + name] = value
+    return flat
+
+
+def _budget_limit(options: dict[str, dict[str, Any]]) -> int | None:
+    """The group's replies per hour, from the gate middleware's budget (None: no limit)."""
+    limit = options.get("gate", {}).get("budget.per_hour")
+    return limit if isinstance(limit, int) else None
+
+
 def _day(value: str) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
@@ -114,7 +150,8 @@ class Console:
         self.jobs = jobs
         self.config = bot.config
         self.templates = Jinja2Templates(env=template_environment())
-        self.teacher = Teacher(bot.services.gate, examples_store(self.config.rejection))
+        services = bot.services
+        self.teacher = Teacher(services.gates, bot.db, self.config.rejection, services.clock)
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -160,7 +197,7 @@ class Console:
 
     @property
     def can_teach(self) -> bool:
-        return self.bot.services.gate is not None
+        return self.bot.services.gates is not None
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await self.bot.db.run(fn, *args, **kwargs)
@@ -265,6 +302,7 @@ class Console:
             item=(view, explain(view)),
             can_teach=self.can_teach,
             focus=None,
+            playground=view["platform"] == PLAYGROUND and PLAYGROUND in self.bot.adapters,
         )
 
     # -- the message log ----------------------------------------------------------------
@@ -310,9 +348,7 @@ class Console:
         if view is None:
             return self.page(request, "missing.html", 404, what="message")
         try:
-            proposal = await asyncio.to_thread(
-                self.teacher.teach, view["text"], good, bool(view["mentioned_bot"])
-            )
+            proposal = await asyncio.to_thread(self.teacher.teach, view, good)
         except (TeachError, ExamplesError, ValueError) as exc:
             return self.page(
                 request, "teach.html", 409, nav="examples", proposal=None, error=str(exc)
@@ -331,12 +367,13 @@ class Console:
         return RedirectResponse(f"/console/examples?applied={proposal.token}", status_code=303)
 
     async def examples(self, request: Request) -> Response:
-        """The gate's example lists: remove some, add some, preview, then apply."""
+        """The example files' lists (remove some, add some, preview, then apply), and what
+        each group has taught."""
         error = ""
         if request.method == "POST":
             form = await request.form()
             try:
-                current = await asyncio.to_thread(self.teacher.examples)
+                current = await asyncio.to_thread(self.teacher.files.load)
                 if form.get("based_on") != current.fingerprint():
                     raise TeachError("the examples changed since this page was drawn: reload")
                 changed = edited(
@@ -346,7 +383,7 @@ class Console:
                     add_good=str(form.get("add_good", "")).splitlines(),
                     add_bad=str(form.get("add_bad", "")).splitlines(),
                 )
-                proposal = await asyncio.to_thread(self.teacher.propose, changed)
+                proposal = await asyncio.to_thread(self.teacher.edit_files, changed)
                 return self.page(
                     request, "teach.html", nav="examples", proposal=proposal, error="", view=None
                 )
@@ -354,12 +391,12 @@ class Console:
                 error = str(exc)
         shown: Examples | None = None
         try:
-            shown = await asyncio.to_thread(self.teacher.examples)
+            shown = await asyncio.to_thread(self.teacher.files.load)
         except ExamplesError as exc:
             error = str(exc)
-        gate = self.bot.services.gate
-        stored = gate.stored if gate is not None else None
-        applied = self.teacher.applied(request.query_params.get("applied", ""))
+        gates = self.bot.services.gates
+        stored = gates.global_gate.stored if gates is not None else None
+        learned = await asyncio.to_thread(read_learned, self.config.work_dir)
         return self.page(
             request,
             "examples.html",
@@ -370,9 +407,11 @@ class Console:
             bad=shown.questions(0) if shown else [],
             based_on=shown.fingerprint() if shown else "",
             meta=stored.meta if stored is not None else None,
+            own=sorted(gates.own_gates()) if gates is not None else [],
+            learned=sorted(learned.values(), key=lambda item: item.conversation_id),
             can_teach=self.can_teach and shown is not None,
-            applied=applied,
-            store=self.teacher.store,
+            applied=self.teacher.applied(request.query_params.get("applied", "")),
+            files=self.teacher.files,
         )
 
     async def gate_curve(self, request: Request) -> Response:
@@ -402,6 +441,13 @@ class Console:
         daily = await self.run(queries.daily_outcomes, info.id, CHART_DAYS, today)
         chart, legend = stacked_bars(daily.days, daily.series)
         settings = self.config.group(info.group)
+        pipeline = self.bot.pipeline_for(info.group)
+        options = middleware_settings(pipeline, info.group)
+        spent = await self.run(
+            groups.reply_budget, info.platform, info.group, self.bot.services.clock()
+        )
+        gates = self.bot.services.gates
+        learned = (await asyncio.to_thread(read_learned, self.config.work_dir)).get(info.group)
         return self.page(
             request,
             "group.html",
@@ -411,11 +457,16 @@ class Console:
             chart=chart,
             legend=legend,
             feedback=await self.run(queries.group_feedback, info.id),
-            budget=await self.run(queries.group_budget, info.id),
-            settings=settings,
+            budget_used=spent.used,
+            budget_limit=_budget_limit(options),
+            settings=settings.model_dump(exclude={"middleware"}),
             configured=info.group in self.config.groups,
-            pipeline=settings.pipeline or self.config.pipeline,
+            pipeline=pipeline.names,
             own_pipeline=bool(settings.pipeline),
+            options=options,
+            overridden=sorted(settings.middleware),
+            gate=gates.describe(info.group) if gates is not None else None,
+            learned=learned,
             days=CHART_DAYS,
         )
 
@@ -430,7 +481,8 @@ class Console:
             schema = str(exc)
         kb = self.bot.services.knowledge
         kb_status = await asyncio.to_thread(kb.status) if kb is not None else None
-        gate = self.bot.services.gate
+        gates = self.bot.services.gates
+        gate = gates.global_gate if gates is not None else None
         adapters = []
         for name, adapter in sorted(self.bot.adapters.items()):
             try:
@@ -451,5 +503,6 @@ class Console:
             kb=kb_status,
             gate=gate.stored.meta if gate is not None and gate.stored is not None else None,
             gate_used=gate is not None,
+            own_gates=sorted(gates.own_gates()) if gates is not None else [],
             jobs=self.jobs.status() if self.jobs is not None else [],
         )
