@@ -162,11 +162,9 @@ def test_contributions_include_the_mention_boost_and_are_none_without_a_linear_m
 
 def test_the_nearest_examples_are_named_with_their_similarity() -> None:
     base, emb, labels = separable(10, 10)
-    texts = [f"good {i}" for i in range(10)] + [f"bad {i}" for i in range(10)]
-    gate = fit_gate(base, emb, labels, ["kb_dense_max", "noise"], texts=texts, min_examples=100)
+    gate = fit_gate(base, emb, labels, ["kb_dense_max", "noise"], min_examples=100)
+    assert gate.nearest(emb[[3]], 1) == [[]]  # no example questions kept: nothing to name
+    gate.example_queries = [f"good {i}" for i in range(10)] + [f"bad {i}" for i in range(10)]
     (good,), (bad,) = gate.nearest(emb[[3]], 1), gate.nearest(emb[[3]], 0)
     assert good[0] == ("good 3", pytest.approx(1.0, abs=1e-4))
     assert bad[0][0].startswith("bad ") and bad[0][1] < good[0][1]
-    assert fit_gate(base, emb, labels, ["kb_dense_max", "noise"]).nearest(emb[[3]], 1) == [[]]
-    with pytest.raises(ValueError, match="example texts"):
-        fit_gate(base, emb, labels, ["kb_dense_max", "noise"], texts=texts[:5])
