@@ -404,6 +404,15 @@ class DailyOutcomes:
     def total(self) -> int:
         return sum(sum(values) for values in self.series.values())
 
+    @property
+    def busy(self) -> list[tuple[int, date]]:
+        """The days with any message, by position: the chart's table leaves out the rest."""
+        return [
+            (i, day)
+            for i, day in enumerate(self.days)
+            if any(values[i] for values in self.series.values())
+        ]
+
 
 def daily_outcomes(
     session: Session, conversation_id: int, days: int, today: date
