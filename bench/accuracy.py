@@ -103,8 +103,8 @@ def print_retrieval(results: dict[str, dict[str, float]], title: str) -> None:
 
 
 def open_kb(work: Path, corpus: Path, threads: int = 1) -> Any:
-    from knowledge.base import KnowledgeBase
-    from knowledge.config import KnowledgeSettings
+    from knowledge.knowledge_base import KnowledgeBase
+    from knowledge.settings import KnowledgeSettings
 
     settings = KnowledgeSettings.model_validate(
         {"sources": [{"path": str(corpus)}], "embedder": {"threads": threads}}
@@ -155,14 +155,20 @@ def rejection(kb: Any, work: Path, data: Path, repeats: int) -> dict[str, Any]:
     import numpy as np
 
     from bench.rejection_bench import nested_cv, read
-    from knowledge.gate.examples import Examples
-    from knowledge.gate.features import E5QueryEmbedder, FeatureSpace, TitleIndex, kb_headings
-    from knowledge.gate.model import fit_gate
-    from knowledge.gate.store import TITLES_FILE, StoredGate, gate_dir
+    from knowledge.rejection.examples import Examples
+    from knowledge.rejection.features import (
+        FeatureSpace,
+        TitleIndex,
+        e5_query_embedder,
+        kb_headings,
+    )
+    from knowledge.rejection.files import TITLES_FILE, gate_dir
+    from knowledge.rejection.model import fit_gate
+    from knowledge.rejection.store import StoredGate
 
     examples = Examples.from_lists(read(data / "good.jsonl"), read(data / "bad.jsonl"))
     labels = examples.labels
-    space = FeatureSpace(kb, E5QueryEmbedder())
+    space = FeatureSpace(kb, e5_query_embedder())
     space.titles = TitleIndex.build(kb_headings(kb), space.embedder, gate_dir(work) / TITLES_FILE)
     emb = space.embed(examples.queries)
     base = space.base(examples.queries, None, emb)

@@ -352,10 +352,16 @@ def gate(args: argparse.Namespace, kb: Any, model: LinearRanker, figures: dict[s
     from sklearn.model_selection import StratifiedKFold
 
     from bench.rejection_bench import read
-    from knowledge.gate.examples import Examples
-    from knowledge.gate.features import E5QueryEmbedder, FeatureSpace, TitleIndex, kb_headings
-    from knowledge.gate.model import best_threshold, fit_gate
-    from knowledge.gate.store import TITLES_FILE, StoredGate, gate_dir
+    from knowledge.rejection.examples import Examples
+    from knowledge.rejection.features import (
+        FeatureSpace,
+        TitleIndex,
+        e5_query_embedder,
+        kb_headings,
+    )
+    from knowledge.rejection.files import TITLES_FILE, gate_dir
+    from knowledge.rejection.model import best_threshold, fit_gate
+    from knowledge.rejection.store import StoredGate
 
     proto: Prototype = figures.pop("proto")
     cols = figures.pop("proto_model_cols")
@@ -363,7 +369,7 @@ def gate(args: argparse.Namespace, kb: Any, model: LinearRanker, figures: dict[s
         read(args.rejection / "good.jsonl"), read(args.rejection / "bad.jsonl")
     )
     y = examples.labels
-    space = FeatureSpace(kb, E5QueryEmbedder())
+    space = FeatureSpace(kb, e5_query_embedder())
     space.titles = TitleIndex.build(
         kb_headings(kb), space.embedder, gate_dir(args.work) / TITLES_FILE
     )

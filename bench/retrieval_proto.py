@@ -401,7 +401,7 @@ class Prototype:
         fbx = fb + self.alpha * self.fields.scores(translated) if translated else fb
         fb = fb / max(float(fb.max()), 1e-9)
         fbx = fbx / max(float(fbx.max()), 1e-9)
-        from bot.language import detect_language
+        from knowledge.text import detect_language
 
         query_zh = float(detect_language(query) == "zh")
         tb = self.titles.scores(tokens)

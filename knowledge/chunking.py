@@ -49,6 +49,29 @@ def chunk_document(loaded: Loaded, max_tokens: int, overlap_tokens: int) -> list
     return _pack(sections, max_tokens, overlap_tokens, merge_below=max_tokens // 4)
 
 
+def outline(loaded: Loaded) -> list[tuple[int, str]]:
+    """The document's headings, (level, text) in order, outside code blocks: translated pages
+    with the same outline are aligned heading by heading (``knowledge.bilingual``)."""
+    if loaded.kind in ("code", "pdf", "text"):
+        return []
+    found: list[tuple[int, str]] = []
+    fence: str | None = None
+    for line in loaded.text.splitlines():
+        if fence is not None:
+            stripped = line.strip()
+            if stripped.startswith(fence) and stripped.strip(fence[0]) == "":
+                fence = None
+            continue
+        opening = _FENCE.match(line)
+        if opening:
+            fence = opening.group(1)
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            found.append((len(heading.group(1)), heading.group(2).strip()))
+    return found
+
+
 # -- sections and blocks -------------------------------------------------------------------------
 
 Block = tuple[str, bool]  # (text, is_code)

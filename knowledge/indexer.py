@@ -33,13 +33,15 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from knowledge.bm25 import BM25Index, Tokenizer
-from knowledge.chunking import chunk_document
+from knowledge.chunking import chunk_document, outline
 from knowledge.embedders import E5Embedder, Embedder, EmbedProcess, UseEmbedder
 from knowledge.loaders import SkipFile, load
-from knowledge.manifest import ChunkRow, DocumentRow, Manifest
+from knowledge.manifest import ChunkRow, DocumentFacts, DocumentRow, Manifest
+from knowledge.ranking import INDEX_FILE, DocumentIndex
 from knowledge.settings import KnowledgeSettings
 from knowledge.sources import Skipped, SourceFile, scan
 from knowledge.store import VectorStore
+from knowledge.text import HAN
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +120,14 @@ class IndexTarget(Protocol):
     def bm25_dir(self) -> Path: ...
 
     @property
+    def ranking_dir(self) -> Path: ...
+
+    @property
     def cancelled(self) -> bool: ...
 
-    def set_bm25(self, index: BM25Index, generation: str | None) -> None: ...
+    def set_indexes(
+        self, bm25: BM25Index, documents: DocumentIndex | None, generation: str | None
+    ) -> None: ...
 
 
 class BuildBusy(Exception):
@@ -151,9 +158,13 @@ class PlannedDocument:
     title: str
     sha256: str
     chunks: list[PlannedChunk]
+    facts: DocumentFacts
     new: list[PlannedChunk] = field(default_factory=list)  # not in the index yet
     pending: int = 0  # new chunks not written yet
     existed: bool = False
+    # Unchanged, but indexed by a version that did not record its facts: read again (nothing
+    # is embedded: its chunks keep their ids).
+    facts_only: bool = False
 
 
 def document_key(collection: str, source: str) -> str:
@@ -228,9 +239,10 @@ def build(
         report.skipped.extend(found.skipped)
         report.unsupported = dict(found.unsupported)
         known = manifest.documents()
+        with_facts = set(manifest.facts())
         seen = {document_key(s.collection, s.source) for s in found.skipped}
 
-        plans = _plan(kb, found.files, known, seen, report, progress)
+        plans = _plan(kb, found.files, known, with_facts, seen, report, progress)
         report.read_seconds = time.perf_counter() - started
         removed = [key for key in known if key not in seen]
         any_change = bool(plans or removed)
@@ -252,7 +264,9 @@ def build(
                 report.chunks_removed += len(stale)
             plan.new = [c for c in plan.chunks if c.id not in old_ids]
             plan.pending = len(plan.new)
-            if plan.existed:
+            if plan.facts_only:
+                report.unchanged += 1
+            elif plan.existed:
                 report.changed += 1
             else:
                 report.added += 1
@@ -263,15 +277,21 @@ def build(
         began = time.perf_counter()
         report.chunks_embedded = sum(len(p.new) for p in plans)
 
-        if any_change or not (kb.bm25_dir / "chunks.json").exists():
+        if (
+            any_change
+            or not (kb.bm25_dir / "chunks.json").exists()
+            or not (kb.ranking_dir / INDEX_FILE).exists()
+        ):
             _reconcile_store(kb)
             chunk_ids, tokens, collections = manifest.all_tokens()
             index = BM25Index(kb.settings.bm25.k1, kb.settings.bm25.b)
             index.build(chunk_ids, tokens, collections)
             index.save(kb.bm25_dir)
             generation = str(int(manifest.get_meta("generation") or 0) + 1)
+            documents = DocumentIndex.build(manifest, kb.tokenizer, generation)
+            documents.save(kb.ranking_dir)
             manifest.set_meta(generation=generation)
-            kb.set_bm25(index, generation)
+            kb.set_indexes(index, documents, generation)
 
         report.index_seconds = time.perf_counter() - began
         counts = manifest.counts()
@@ -294,6 +314,7 @@ def _plan(
     kb: IndexTarget,
     files: list[SourceFile],
     known: dict[str, DocumentRow],
+    with_facts: set[str],
     seen: set[str],
     report: BuildReport,
     progress: bool,
@@ -314,7 +335,8 @@ def _plan(
                 report.skipped.append(Skipped(file.source, f"cannot read: {exc}", file.collection))
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            if old is not None and old.sha256 == digest:
+            same = old is not None and old.sha256 == digest
+            if same and key in with_facts:
                 report.unchanged += 1
                 continue
             try:
@@ -347,7 +369,12 @@ def _plan(
                     title=doc_title,
                     sha256=digest,
                     chunks=chunks,
+                    facts=DocumentFacts(
+                        tuple(outline(loaded)),
+                        len(HAN.findall(loaded.text)) / max(len(loaded.text), 1),
+                    ),
                     existed=old is not None,
+                    facts_only=same,
                 )
             )
     return plans
@@ -376,6 +403,7 @@ def _embed_and_write(
                 indexed_at=indexed_at,
             ),
             {c.id: c.ordinal for c in plan.chunks},
+            plan.facts,
         )
 
     for plan in plans:

@@ -21,16 +21,25 @@ from knowledge.embedders import Embedder, build_embedder
 from knowledge.fusion import reciprocal_rank, weighted_sum
 from knowledge.indexer import BuildReport, build
 from knowledge.manifest import Manifest
+from knowledge.ranking import (
+    Candidates,
+    DocumentIndex,
+    DocumentRanker,
+    RankerError,
+    probability,
+    top_positions,
+)
 from knowledge.rerank import Reranker, build_reranker
 from knowledge.settings import KnowledgeSettings
-from knowledge.store import ChromaStore, VectorStore
+from knowledge.store import ChromaStore, Neighbour, VectorStore
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Hit:
-    """One ranked chunk. ``score`` is the fused score (the reranker's when one is set)."""
+    """One ranked chunk. ``score`` is the learned ranker's probability that its document
+    answers (the fused score with ``search.ranker: fusion``; the reranker's when one is set)."""
 
     chunk_id: str
     text: str
@@ -39,6 +48,23 @@ class Hit:
     score: float
     scores: dict[str, float] = field(default_factory=dict)
     collection: str = "default"
+    # The features that moved the ranker's score of this hit's document most (log-odds).
+    features: dict[str, float] = field(default_factory=dict)
+    # Set when this hit is the translation, in the asked language, of the document ranked here.
+    translation_of: str = ""
+    # The document's language, when the ranker knows it: "zh" or "en".
+    language: str = ""
+
+
+@dataclass(slots=True)
+class _Indexes:
+    """What a search reads, all of one generation of the manifest."""
+
+    bm25: BM25Index
+    positions: dict[str, int]
+    documents: DocumentIndex | None
+    # Every chunk's vector in the BM25 index's order, for an exact dense search (None: chroma).
+    vectors: np.ndarray | None
 
 
 @dataclass(slots=True)
@@ -111,9 +137,14 @@ class KnowledgeBase:
         self.store: VectorStore = store or ChromaStore(settings.store, self.root / "chroma")
         self.reranker: Reranker | None = build_reranker(settings.reranker)
         self.tokenizer = Tokenizer()
-        self.bm25 = BM25Index(settings.bm25.k1, settings.bm25.b)
-        self._bm25_generation: str | None = None
-        self._bm25_positions: dict[str, int] = {}
+        self.ranker: DocumentRanker | None = None
+        if settings.search.ranker == "learned":
+            try:
+                self.ranker = DocumentRanker.load()
+            except RankerError as exc:
+                log.warning("%s: searching with the plain fusion instead", exc)
+        self._indexes: _Indexes | None = None
+        self._generation: str | None = None
         self._manifest: Manifest | None = None
         self._lock = threading.RLock()
         self._cancel = threading.Event()
@@ -134,11 +165,16 @@ class KnowledgeBase:
     def bm25_dir(self) -> Path:
         return self.root / "bm25"
 
+    @property
+    def ranking_dir(self) -> Path:
+        return self.root / "ranking"
+
     def warm_up(self) -> None:
-        """Load the embedder, open chroma and load BM25, so the first question is not slow."""
+        """Load the embedder, open chroma and load the indexes, so the first question is not
+        slow."""
         self.embedder.warm_up()
         self.store.count()
-        self._fresh_bm25()
+        self._fresh()
         self.tokenizer("预热 warm up")
         if self.reranker is not None:
             self.reranker.warm_up()
@@ -149,39 +185,124 @@ class KnowledgeBase:
                 self._manifest.close()
                 self._manifest = None
 
-    # -- BM25 -----------------------------------------------------------------------------------
+    # -- the indexes ----------------------------------------------------------------------------
 
-    def set_bm25(self, index: BM25Index, generation: str | None) -> None:
+    @property
+    def bm25(self) -> BM25Index:
+        """The BM25 index of the latest build."""
+        return self._fresh().bm25
+
+    @property
+    def document_index(self) -> DocumentIndex | None:
+        """What the learned ranker knows of the documents (None with ``ranker: fusion``)."""
+        return self._fresh().documents
+
+    def set_indexes(
+        self, bm25: BM25Index, documents: DocumentIndex | None, generation: str | None
+    ) -> None:
+        """Use these (a build in this process just made them)."""
         with self._lock:
-            self.bm25 = index
-            self._bm25_positions = {chunk_id: i for i, chunk_id in enumerate(index.ids)}
-            self._bm25_generation = generation
+            positions = {chunk_id: i for i, chunk_id in enumerate(bm25.ids)}
+            self._indexes = _Indexes(bm25, positions, documents, self._vectors(bm25.ids))
+            self._generation = generation
 
-    def _fresh_bm25(self) -> tuple[BM25Index, dict[str, int]]:
-        """The BM25 index matching the manifest, reloaded if another process rebuilt it."""
+    def _fresh(self) -> _Indexes:
+        """The indexes matching the manifest, reloaded if another process rebuilt them."""
         generation = self.manifest.get_meta("generation")
         with self._lock:
-            if generation != self._bm25_generation:
-                if self._bm25_generation is not None:
+            if self._indexes is None or generation != self._generation:
+                if self._indexes is not None:
                     # Another process re-indexed (this one sets the generation it builds).
                     self.store.reopen()
-                index = BM25Index(self.settings.bm25.k1, self.settings.bm25.b)
-                if not index.load(self.bm25_dir):
+                bm25 = BM25Index(self.settings.bm25.k1, self.settings.bm25.b)
+                if not bm25.load(self.bm25_dir):
                     ids, tokens, collections = self.manifest.all_tokens()
-                    index.build(ids, tokens, collections)
-                self.set_bm25(index, generation)
-            return self.bm25, self._bm25_positions
+                    bm25.build(ids, tokens, collections)
+                documents = None
+                if self.ranker is not None and len(bm25):
+                    documents = DocumentIndex.load(self.ranking_dir, generation)
+                    if documents is None:
+                        documents = DocumentIndex.build(
+                            self.manifest, self.tokenizer, generation or ""
+                        )
+                self.set_indexes(bm25, documents, generation)
+            assert self._indexes is not None
+            return self._indexes
+
+    def _vectors(self, ids: list[str]) -> np.ndarray | None:
+        """Every chunk's vector, in order, for an exact dense search; None when the index is
+        too big for it (or the store is missing some: a build is running)."""
+        if not ids or len(ids) > self.settings.search.exact_max_chunks:
+            return None
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), 4096):
+            found.update(self.store.embeddings(ids[start : start + 4096]))
+        if len(found) < len(ids):
+            log.info("the vector store lacks %d chunks: approximate search", len(ids) - len(found))
+            return None
+        return np.stack([found[i] for i in ids]).astype(np.float32)
+
+    def _dense(
+        self, indexes: _Indexes, vectors: np.ndarray, n: int, collection: str | None
+    ) -> list[list[Neighbour]]:
+        """The ``n`` chunks nearest to each query vector: exact when the vectors are in
+        memory (and the same in every process), else chroma's approximate search."""
+        if indexes.vectors is None:
+            return self.store.query(vectors, n, collection)
+        similarities = vectors.astype(np.float32) @ indexes.vectors.T
+        if collection is not None:
+            similarities[:, indexes.bm25.collections != collection] = -np.inf
+        n = min(n, similarities.shape[1])
+        out = []
+        for row in similarities:
+            best = np.argpartition(-row, n - 1)[:n] if n else np.array([], dtype=int)
+            best = best[np.argsort(-row[best], kind="stable")]
+            ids = indexes.bm25.ids
+            out.append([Neighbour(ids[i], float(row[i])) for i in best if np.isfinite(row[i])])
+        return out
 
     # -- search ---------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5, collection: str | None = None) -> list[Hit]:
-        """The ``k`` best chunks for the query: dense + BM25, fused, then reranked if set."""
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        collection: str | None = None,
+        language: str | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for the query: dense + BM25, then documents ranked by the
+        learned ranker (or chunks by the fused score), then the reranker if one is set.
+
+        With the learned ranker, the best chunk of each of the best documents comes first, then
+        their further chunks. With ``language`` ("zh", "en"), a document written in the other
+        language is replaced by its translation when the corpus has one."""
+        indexes = self._fresh()
+        if not len(indexes.bm25):
+            return []
+        documents, ranker = indexes.documents, self.ranker
+        if ranker is not None and documents is not None:
+            hits = self._ranked(indexes, documents, ranker, query, k, collection, language)
+        else:
+            hits = self._fused(indexes, query, k, collection)
+        if self.reranker is not None and hits:
+            reranked = self.reranker.rerank(query, [f"{h.title}\n{h.text}" for h in hits])
+            for hit, score in zip(hits, reranked, strict=True):
+                hit.scores["rerank"] = score
+                hit.score = score
+            hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def _kept(self, k: int) -> int:
+        """Hits to find: the reranker's share when one is set."""
+        return max(self.settings.reranker.top_n, k) if self.reranker is not None else k
+
+    def _fused(self, indexes: _Indexes, query: str, k: int, collection: str | None) -> list[Hit]:
+        """Chunks by the fused score alone (``search.ranker: fusion``)."""
         settings = self.settings.search
-        bm25, positions = self._fresh_bm25()
         n = max(settings.candidates, k)
         vector = self.embedder.embed_query([query])
-        dense = {nb.id: nb.similarity for nb in self.store.query(vector, n, collection)[0]}
-        top, all_bm25 = bm25.top(self.tokenizer(query), n, collection)
+        dense = {nb.id: nb.similarity for nb in self._dense(indexes, vector, n, collection)[0]}
+        top, all_bm25 = indexes.bm25.top(self.tokenizer(query), n, collection)
         lexical = dict(top)
         candidates = list(dict.fromkeys([*dense, *lexical]))
         if not candidates:
@@ -192,6 +313,7 @@ class KnowledgeBase:
         missing = [c for c in candidates if c not in dense_all]
         for chunk_id, embedding in self.store.embeddings(missing).items():
             dense_all[chunk_id] = float(embedding @ vector[0])
+        positions = indexes.positions
         bm25_all = {
             c: float(all_bm25[positions[c]]) if c in positions and len(all_bm25) else 0.0
             for c in candidates
@@ -203,9 +325,7 @@ class KnowledgeBase:
             fused = weighted_sum(
                 {c: dense_all.get(c, 0.0) for c in candidates}, bm25_all, settings.dense_weight
             )
-        order = sorted(candidates, key=lambda c: -fused.get(c, 0.0))
-        keep = self.settings.reranker.top_n if self.reranker is not None else k
-        order = order[: max(keep, k)]
+        order = sorted(candidates, key=lambda c: -fused.get(c, 0.0))[: self._kept(k)]
         rows = self.manifest.chunks(order)
         hits = []
         for chunk_id in order:
@@ -225,13 +345,182 @@ class KnowledgeBase:
                     collection=row.collection,
                 )
             )
-        if self.reranker is not None and hits:
-            reranked = self.reranker.rerank(query, [f"{h.title}\n{h.text}" for h in hits])
-            for hit, score in zip(hits, reranked, strict=True):
-                hit.scores["rerank"] = score
-                hit.score = score
-            hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+        return hits
+
+    def rank_documents(
+        self, query: str, collection: str | None = None
+    ) -> tuple[Candidates, np.ndarray]:
+        """The candidate documents of a question with their features, and the ranker's score
+        of each (for the benchmark that fits and measures the ranker)."""
+        indexes = self._fresh()
+        if self.ranker is None or indexes.documents is None:
+            raise RankerError("the learned ranker is not in use")
+        candidates, _, _ = self._candidates(
+            indexes, indexes.documents, self.ranker, query, collection
+        )
+        return candidates, self.ranker.score(candidates.features, self._neutral(indexes.documents))
+
+    def _neutral(self, documents: DocumentIndex) -> tuple[str, ...]:
+        # The language prior was learned on a corpus of translated pages, where a question's
+        # answer often exists in both languages; without any, it would only push questions
+        # toward pages in the other language.
+        return () if documents.twin_pairs else ("same_lang",)
+
+    def _candidates(
+        self,
+        indexes: _Indexes,
+        documents: DocumentIndex,
+        ranker: DocumentRanker,
+        query: str,
+        collection: str | None,
+    ) -> tuple[Candidates, np.ndarray, np.ndarray]:
+        """The candidate documents, the question vector and every chunk's expanded BM25."""
+        n = self.settings.search.candidates
+        vector = self.embedder.embed_query([query])
+        tokens = self.tokenizer(query)
+        translated = documents.dictionary.translate(tokens)
+        bm = indexes.bm25.scores(tokens, collection)
+        bmx = bm
+        if translated:
+            bmx = bm + ranker.expansion_weight * indexes.bm25.scores(translated, collection)
+        dense_top = {nb.id: nb.similarity for nb in self._dense(indexes, vector, n, collection)[0]}
+        pool = {indexes.positions[c] for c in dense_top if c in indexes.positions}
+        pool.update(int(i) for i in top_positions(bm, n))
+        pool.update(int(i) for i in top_positions(bmx, n))
+        positions = np.array(sorted(pool), dtype=np.int64)
+        ids = indexes.bm25.ids
+        dense = self._similarities(indexes, vector[0], [ids[i] for i in positions], dense_top)
+        candidates = documents.candidates(
+            query,
+            tokens,
+            translated,
+            positions,
+            dense,
+            bm,
+            bmx,
+            ranker.dense_weight,
+            ranker.expansion_weight,
+            collection,
+        )
+        return candidates, vector[0], bmx
+
+    def _similarities(
+        self,
+        indexes: _Indexes,
+        vector: np.ndarray,
+        chunk_ids: list[str],
+        known: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """The question's cosine to each chunk (from memory, or fetched from the store)."""
+        if indexes.vectors is not None:
+            rows = [indexes.positions[c] for c in chunk_ids]
+            return indexes.vectors[rows] @ vector.astype(np.float32)
+        known = known or {}
+        missing = [c for c in chunk_ids if c not in known]
+        fetched = {c: float(e @ vector) for c, e in self.store.embeddings(missing).items()}
+        return np.array([known.get(c, fetched.get(c, 0.0)) for c in chunk_ids], dtype=float)
+
+    def _ranked(
+        self,
+        indexes: _Indexes,
+        documents: DocumentIndex,
+        ranker: DocumentRanker,
+        query: str,
+        k: int,
+        collection: str | None,
+        language: str | None,
+    ) -> list[Hit]:
+        """Documents by the learned ranker; each document's chunks by their fused score."""
+        candidates, vector, bmx = self._candidates(indexes, documents, ranker, query, collection)
+        if not candidates.documents:
+            return []
+        neutral = self._neutral(documents)
+        scores = ranker.score(candidates.features, neutral)
+        order = np.argsort(-scores, kind="stable")
+        kept = self._kept(k)
+        # (document, its chunks best first, score, row of features, the document it translates)
+        ranked: list[tuple[int, list[int], float, int, int | None]] = []
+        seen: set[int] = set()
+        for row in order[:kept]:
+            document = candidates.documents[row]
+            chunks = candidates.chunks[row]
+            translated_from = None
+            twin = int(documents.twin[document])
+            if (
+                language is not None
+                and documents.language(document) != language
+                and twin >= 0
+                and (collection is None or documents.collections[twin] == collection)
+            ):
+                translated_from, document = document, twin
+                chunks = self._twin_chunks(indexes, documents, candidates, twin, vector, bmx)
+            if document in seen:
+                continue
+            seen.add(document)
+            ranked.append((document, chunks, float(scores[row]), int(row), translated_from))
+        # The best chunk of each document first, then the documents' further chunks.
+        picks = [(entry, entry[1][0]) for entry in ranked]
+        picks += [(entry, chunk) for entry in ranked for chunk in entry[1][1:]]
+        picks = picks[:kept]
+        ids = indexes.bm25.ids
+        rows = self.manifest.chunks([ids[chunk] for _, chunk in picks])
+        plain = indexes.bm25.scores(self.tokenizer(query), collection)
+        dense = self._similarities(indexes, vector, [ids[chunk] for _, chunk in picks])
+        hits = []
+        for (entry, chunk), cosine in zip(picks, dense, strict=True):
+            document, _, score, row, translated_from = entry
+            found = rows.get(ids[chunk])
+            if found is None:  # in chroma but not in the manifest: a build is running
+                continue
+            chance = probability(score)
+            hits.append(
+                Hit(
+                    chunk_id=found.id,
+                    text=found.text,
+                    source=found.source,
+                    title=found.title,
+                    score=chance,
+                    scores={
+                        "dense": float(cosine),
+                        "bm25": float(plain[chunk]),
+                        "weighted": round(candidates.fused.get(chunk, 0.0), 6),
+                        "ranker": chance,
+                    },
+                    collection=found.collection,
+                    features=ranker.contributions(candidates.features[row], neutral),
+                    translation_of=(
+                        documents.sources[translated_from] if translated_from is not None else ""
+                    ),
+                    language=documents.language(document),
+                )
+            )
+        return hits
+
+    def _twin_chunks(
+        self,
+        indexes: _Indexes,
+        documents: DocumentIndex,
+        candidates: Candidates,
+        twin: int,
+        vector: np.ndarray,
+        bmx: np.ndarray,
+    ) -> list[int]:
+        """The translation's chunks, best first by the same fused score (scaled like the
+        candidates')."""
+        chunks = documents.chunks_of(twin)
+        ids = indexes.bm25.ids
+        dense = self._similarities(indexes, vector, [ids[c] for c in chunks])
+        pool = np.array(list(candidates.fused), dtype=np.int64)
+        pool_dense = self._similarities(indexes, vector, [ids[c] for c in pool])
+        low, high = float(pool_dense.min()), float(pool_dense.max())
+        dense_scaled = np.clip((dense - low) / (high - low), 0, 1) if high > low else dense * 0
+        low, high = float(bmx[pool].min()), float(bmx[pool].max())
+        bm_scaled = np.clip((bmx[chunks] - low) / (high - low), 0, 1) if high > low else dense * 0
+        w = self.ranker.dense_weight if self.ranker is not None else 0.4
+        fused = w * dense_scaled + (1 - w) * bm_scaled
+        for chunk, value in zip(chunks, fused, strict=True):
+            candidates.fused.setdefault(int(chunk), float(value))
+        return [int(chunks[i]) for i in np.argsort(-fused, kind="stable")]
 
     def similarity(
         self, queries: list[str], collection: str | None = None, k: int = 5
@@ -239,15 +528,15 @@ class KnowledgeBase:
         """Per query: best and top-k mean cosine to the chunks, best BM25 score, best chunk."""
         if not queries:
             return []
-        bm25, _ = self._fresh_bm25()
+        indexes = self._fresh()
         vectors = self.embedder.embed_query(queries)
         results: list[KBScores] = []
         for start in range(0, len(queries), 256):
             part = vectors[start : start + 256]
-            neighbours = self.store.query(part, k, collection)
+            neighbours = self._dense(indexes, part, k, collection)
             for offset, found in enumerate(neighbours):
                 query = queries[start + offset]
-                lexical = bm25.scores(self.tokenizer(query), collection)
+                lexical = indexes.bm25.scores(self.tokenizer(query), collection)
                 sims = [nb.similarity for nb in found]
                 results.append(
                     KBScores(

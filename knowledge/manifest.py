@@ -13,6 +13,7 @@ and bulk inserts of 16k rows need nothing sqlite3 lacks.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -45,6 +46,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     tokens TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
+CREATE TABLE IF NOT EXISTS document_facts (
+    document TEXT PRIMARY KEY,
+    headings TEXT NOT NULL,
+    cjk_share REAL NOT NULL
+);
 """
 
 
@@ -60,6 +66,15 @@ class DocumentRow:
     size: int
     chunks: int
     indexed_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFacts:
+    """What the ranker knows of a document besides its chunks (``knowledge.ranking``): its
+    headings (level, text) in order, and the share of its characters that are Chinese."""
+
+    headings: tuple[tuple[int, str], ...]
+    cjk_share: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +144,9 @@ class Manifest:
             rows = self._db.execute("SELECT id FROM chunks WHERE document = ?", (document,))
             return {row[0] for row in rows}
 
-    def put_document(self, row: DocumentRow, ordinals: dict[str, int]) -> None:
+    def put_document(
+        self, row: DocumentRow, ordinals: dict[str, int], facts: DocumentFacts
+    ) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -150,11 +167,27 @@ class Manifest:
                 "UPDATE chunks SET ordinal = ? WHERE id = ?",
                 [(ordinal, chunk_id) for chunk_id, ordinal in ordinals.items()],
             )
+            db.execute(
+                "INSERT OR REPLACE INTO document_facts VALUES (?, ?, ?)",
+                (row.key, json.dumps(facts.headings, ensure_ascii=False), facts.cjk_share),
+            )
 
     def delete_document(self, key: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM chunks WHERE document = ?", (key,))
             db.execute("DELETE FROM documents WHERE key = ?", (key,))
+            db.execute("DELETE FROM document_facts WHERE document = ?", (key,))
+
+    def facts(self) -> dict[str, DocumentFacts]:
+        """Every document's facts (documents indexed by an older version have none)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT document, headings, cjk_share FROM document_facts"
+            ).fetchall()
+        return {
+            key: DocumentFacts(tuple((int(lv), str(t)) for lv, t in json.loads(h)), float(share))
+            for key, h, share in rows
+        }
 
     # -- chunks ---------------------------------------------------------------------------------
 
@@ -191,6 +224,14 @@ class Manifest:
             ).fetchall()
         return [r[0] for r in rows], [r[1].split() for r in rows], [r[2] for r in rows]
 
+    def all_chunk_documents(self) -> tuple[list[str], list[str]]:
+        """Every chunk's document and title, in the order of ``all_tokens``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT document, title FROM chunks ORDER BY document, ordinal, id"
+            ).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
     def all_chunk_ids(self) -> set[str]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT id FROM chunks")}
@@ -210,3 +251,4 @@ class Manifest:
         with self.transaction() as db:
             db.execute("DELETE FROM chunks")
             db.execute("DELETE FROM documents")
+            db.execute("DELETE FROM document_facts")

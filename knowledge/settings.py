@@ -82,12 +82,19 @@ class BM25Settings(_Section):
 
 
 class SearchSettings(_Section):
+    # learned: documents ranked by a linear model over features of each candidate document
+    # (knowledge/ranking.py, measured by bench/accuracy.py); fusion: chunks ranked by `fusion`.
+    ranker: Literal["learned", "fusion"] = "learned"
     # Measured on the OpenMMLab corpus (bench/kb_eval.py): the weighted sum ranked the
     # answering document higher than RRF at every weight from 0.2 to 0.6.
     fusion: Literal["rrf", "weighted"] = "weighted"
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(0.4, ge=0, le=1)
     candidates: int = Field(50, ge=1)
+    # Dense search compares the question with every chunk's vector, exactly, when the index
+    # holds at most this many chunks (kept in memory: 2 KiB each with `use`); above it, and at
+    # 0, it asks chroma, whose search is approximate.
+    exact_max_chunks: int = Field(50_000, ge=0)
 
 
 class RerankerSettings(_Section):

@@ -84,7 +84,8 @@ def status(config_path: Path, as_json: bool) -> None:
 @click.option("--collection", default=None, help="Search only this collection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 def search(config_path: Path, query: str, k: int, collection: str | None, as_json: bool) -> None:
-    """Ranked passages for QUERY, with every retriever's score and the fused one."""
+    """Ranked passages for QUERY: documents by the ranker's score, with every retriever's
+    score and the features that weighed most."""
     config = load(config_path)
     knowledge = open_kb(config, need_sources=False)
     hits = guarded(lambda: knowledge.search(query, k=k, collection=collection))
@@ -95,6 +96,7 @@ def search(config_path: Path, query: str, k: int, collection: str | None, as_jso
                 "title": h.title,
                 "score": h.score,
                 "scores": h.scores,
+                "features": h.features,
                 "collection": h.collection,
                 "chunk_id": h.chunk_id,
                 "text": h.text,
@@ -109,6 +111,9 @@ def search(config_path: Path, query: str, k: int, collection: str | None, as_jso
     for rank, hit in enumerate(hits, 1):
         scores = "  ".join(f"{name} {value:.3f}" for name, value in hit.scores.items())
         click.echo(f"{rank}. {hit.source} § {hit.title}")
-        click.echo(f"   fused {hit.score:.4f}  ({scores})")
+        click.echo(f"   score {hit.score:.4f}  ({scores})")
+        if hit.features:
+            weighed = ", ".join(f"{name} {value:+.2f}" for name, value in hit.features.items())
+            click.echo(f"   weighed most: {weighed}")
         preview = " ".join(hit.text.split())
         click.echo(f"   {preview[:200]}{'…' if len(preview) > 200 else ''}")

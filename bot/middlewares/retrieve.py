@@ -1,7 +1,9 @@
 """Find the passages that answer the question: hybrid search over the knowledge base.
 
 The best passages go on ``ctx.chunks`` (with their sources, for the prompt and the citations)
-and, with every retriever's score, into the trace. When even the best passage is not similar
+and, with every retriever's score and the ranker's strongest features, into the trace. A page
+written in the other language is replaced by its translation when the knowledge base has one,
+so answers quote and cite pages the asker reads. When even the best passage is not similar
 enough to the question, the message stops here as ``ignored: no-knowledge``: answering without
 knowledge is how a group bot makes things up.
 """
@@ -32,6 +34,9 @@ class RetrieveOptions(BaseModel):
     )
     collection: str | None = Field(
         None, description="search only this collection (a group's knowledge_collection wins)"
+    )
+    question_language: bool = Field(
+        True, description="hand over the translation in the question's language of a page"
     )
 
 
@@ -64,12 +69,13 @@ class Retrieve(BaseMiddleware[RetrieveOptions]):
         query = (
             ctx.question if ctx.follow_up is None else f"{ctx.follow_up.question}\n{ctx.question}"
         )
-        hits = await asyncio.to_thread(kb.search, query, options.k, collection)
+        language = ctx.language if options.question_language else None
+        hits = await asyncio.to_thread(kb.search, query, options.k, collection, language)
         dense_max = max((h.scores.get("dense", 0.0) for h in hits), default=0.0)
         ctx.record(
             score=dense_max,
             threshold=options.min_score,
-            fused=hits[0].score if hits else None,
+            best=hits[0].score if hits else None,
             bm25_max=max((h.scores.get("bm25", 0.0) for h in hits), default=0.0),
             collection=collection,
             follow_up=ctx.follow_up is not None,
@@ -79,6 +85,8 @@ class Retrieve(BaseMiddleware[RetrieveOptions]):
                     "title": h.title,
                     "score": round(h.score, 4),
                     "scores": {name: round(value, 4) for name, value in h.scores.items()},
+                    **({"features": h.features} if h.features else {}),
+                    **({"translation_of": h.translation_of} if h.translation_of else {}),
                 }
                 for h in hits
             ],

@@ -55,12 +55,14 @@ def test_build_status_search(tmp_path: Path, corpus: Path) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("1. corpus/zh/部署.md § 模型部署")
-    assert "fused " in lines[1] and "dense 0." in lines[1] and "bm25 " in lines[1]
-    assert lines[3].startswith("2. ")
+    assert "score " in lines[1] and "dense 0." in lines[1] and "bm25 " in lines[1]
+    assert lines[2].startswith("   weighed most: ")
+    assert lines[4].startswith("2. ")
 
     hits = json.loads(kb("search", "pip install", "--json", "--config", config)[1])
     assert hits[0]["source"] == "corpus/en/install.md"
-    assert set(hits[0]["scores"]) == {"dense", "bm25", "weighted"}
+    assert set(hits[0]["scores"]) == {"dense", "bm25", "weighted", "ranker"}
+    assert len(hits[0]["features"]) == 3
 
 
 def test_config_problems_are_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ def assert_consistent(kb: KnowledgeBase) -> set[str]:
     assert kb.store.ids() == ids
     assert set(kb.bm25.ids) == ids
     assert len(kb.bm25.ids) == len(ids)
+    documents = kb.document_index
+    assert documents is not None and len(documents.chunk_document) == len(ids)
+    assert set(documents.keys) == set(kb.manifest.documents())
     return ids
 
 

@@ -68,9 +68,10 @@ async def test_passages_reach_the_prompt_and_the_trace(
     step = ctx.trace[1]
     assert step.name == "retrieve" and step.verdict == "pass"
     assert step.threshold == 0.15 and step.score is not None and step.score >= 0.15
-    assert step.detail["fused"] == ctx.chunks[0].score
+    assert step.detail["best"] == ctx.chunks[0].score
     assert step.detail["hits"][0]["source"] == "corpus/en/install.md"
-    assert set(step.detail["hits"][0]["scores"]) == {"dense", "bm25", "weighted"}
+    assert set(step.detail["hits"][0]["scores"]) == {"dense", "bm25", "weighted", "ranker"}
+    assert len(step.detail["hits"][0]["features"]) == 3
     await services.close()
 
 

@@ -42,16 +42,35 @@ def kb(tmp_path_factory: pytest.TempPathFactory, use_embedder: object) -> Iterat
     kb.close()
 
 
+def variant(kb: KnowledgeBase, **search: object) -> KnowledgeBase:
+    """Another knowledge base over the same index, with other search settings."""
+    settings = kb.settings.model_copy(
+        update={"search": kb.settings.search.model_copy(update=search)}
+    )
+    return KnowledgeBase(settings, kb.root.parent, embedder=kb.embedder)
+
+
+@pytest.mark.parametrize("ranker", ["learned", "fusion"])
 @pytest.mark.parametrize(("question", "source", "title"), QUESTIONS)
 def test_the_answering_passage_comes_first(
-    kb: KnowledgeBase, question: str, source: str, title: str
+    kb: KnowledgeBase, ranker: str, question: str, source: str, title: str
 ) -> None:
-    hits = kb.search(question, k=3)
+    searcher = kb if ranker == "learned" else variant(kb, ranker=ranker)
+    hits = searcher.search(question, k=3)
     assert hits[0].source == source, [(h.source, h.title) for h in hits]
     assert title in hits[0].title
-    assert set(hits[0].scores) == {"dense", "bm25", "weighted"}
-    assert hits[0].score == hits[0].scores["weighted"]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    if ranker == "learned":
+        # One hit per document while there are documents left, each with the ranker's
+        # probability and the features that weighed most.
+        assert len({h.source for h in hits}) == len(hits)
+        assert set(hits[0].scores) == {"dense", "bm25", "weighted", "ranker"}
+        assert hits[0].score == hits[0].scores["ranker"]
+        assert 0 < hits[0].score < 1 and len(hits[0].features) == 3
+    else:
+        assert set(hits[0].scores) == {"dense", "bm25", "weighted"}
+        assert hits[0].score == hits[0].scores["weighted"]
+        searcher.close()
 
 
 def test_hits_carry_sources_for_citations(kb: KnowledgeBase) -> None:
@@ -63,10 +82,7 @@ def test_hits_carry_sources_for_citations(kb: KnowledgeBase) -> None:
 
 
 def test_reciprocal_rank_fusion_ranks_too(kb: KnowledgeBase) -> None:
-    settings = kb.settings.model_copy(
-        update={"search": kb.settings.search.model_copy(update={"fusion": "rrf"})}
-    )
-    rrf = KnowledgeBase(settings, kb.root.parent, embedder=kb.embedder)
+    rrf = variant(kb, ranker="fusion", fusion="rrf")
     hits = rrf.search("TensorRT 推理引擎怎么构建？", k=3)
     assert hits[0].source == "corpus/zh/部署.md"
     assert hits[0].score == hits[0].scores["rrf"] <= 2 / 61
