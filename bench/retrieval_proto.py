@@ -303,7 +303,7 @@ class Prototype:
         self.n = n
         self.alpha = alpha
         self.dense_weight = dense_weight
-        bm25, _ = kb._fresh_bm25()
+        bm25 = kb.bm25
         self.bm25 = bm25
         self.ids: list[str] = list(bm25.ids)
         rows = kb.manifest.chunks(self.ids)
