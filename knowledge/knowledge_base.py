@@ -487,7 +487,7 @@ class KnowledgeBase:
                         "ranker": chance,
                     },
                     collection=found.collection,
-                    features=ranker.contributions(candidates.features[row], neutral),
+                    features=ranker.contributions(candidates.features, row, neutral),
                     translation_of=(
                         documents.sources[translated_from] if translated_from is not None else ""
                     ),

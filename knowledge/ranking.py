@@ -497,10 +497,12 @@ class DocumentRanker:
         return self.standardized(features, neutral) @ self.coef + self.intercept
 
     def contributions(
-        self, features: np.ndarray, neutral: tuple[str, ...] = (), top: int = 3
+        self, features: np.ndarray, row: int, neutral: tuple[str, ...] = (), top: int = 3
     ) -> dict[str, float]:
-        """The features that moved one document's score most, with how much (log-odds)."""
-        parts = self.standardized(features[None, :], neutral)[0] * self.coef
+        """What set one candidate apart from the question's other candidates: the features
+        that moved its score most away from their average score (log-odds)."""
+        z = self.standardized(features, neutral)
+        parts = (z[row] - z.mean(axis=0)) * self.coef
         order = np.argsort(-np.abs(parts))[:top]
         return {self.features[i]: round(float(parts[i]), 3) for i in order}
 

@@ -1,0 +1,155 @@
+"""The learned document ranker through the real knowledge base: translated pages teach it a
+dictionary, a question finds the page written only in the other language, an answer can be
+handed over in the asker's language, and a corpus without translations still ranks."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from knowledge.bilingual import language_slot
+from knowledge.knowledge_base import KnowledgeBase
+from knowledge.ranking import INDEX_FILE, DocumentIndex
+from tests.knowledge.conftest import DATA
+
+pytestmark = pytest.mark.integration
+
+KB = Callable[..., KnowledgeBase]
+
+
+@pytest.fixture
+def twins(tmp_path: Path) -> Path:
+    """A tiny bilingual project: two translated pages and one page only in Chinese."""
+    target = tmp_path / "twins"
+    shutil.copytree(DATA / "twins", target)
+    return target
+
+
+def test_translation_file_names() -> None:
+    assert language_slot("kb/docs/en/x.md") == language_slot("kb/docs/zh_cn/x.md")[:1] + ("en",)
+    assert language_slot("kb/docs/zh_cn/x.md") == ("kb/docs/{}/x.md", "zh")
+    assert language_slot("repo/README_zh-CN.md") == ("repo/README.md", "zh")
+    assert language_slot("repo/README.md") == ("repo/README.md", "")
+    assert language_slot("repo/intro_en.md") == language_slot("repo/intro_zh.md")[:1] + ("en",)
+
+
+def test_translated_pages_teach_the_dictionary(make_kb: KB, twins: Path) -> None:
+    kb = make_kb(sources=[{"path": str(twins)}])
+    kb.build(progress=False)
+    documents = kb.document_index
+    assert documents is not None
+    pairs = {(documents.sources[en], documents.sources[zh]) for en, zh in documents.twin_pairs}
+    assert pairs == {
+        ("twins/README.md", "twins/README_zh-CN.md"),
+        ("twins/docs/en/quantization.md", "twins/docs/zh_cn/quantization.md"),
+    }
+    dictionary = documents.dictionary
+    assert dictionary.zh2en["安装"][0] == "instal"
+    assert dictionary.zh2en["评测"][0] == "evalu"
+    assert dictionary.en2zh["quantiz"][0] == "量化"
+    assert dictionary.translate(kb.tokenizer("怎么安装")) == ["instal"]
+
+
+def test_a_question_finds_the_page_written_only_in_the_other_language(
+    make_kb: KB, twins: Path
+) -> None:
+    kb = make_kb(sources=[{"path": str(twins)}])
+    kb.build(progress=False)
+    hits = kb.search("how do I evaluate a model on the coco dataset", k=3)
+    assert hits[0].source == "twins/docs/zh_cn/benchmark.md"
+    assert hits[0].language == "zh" and not hits[0].translation_of
+    assert hits[0].scores["ranker"] == hits[0].score
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "page"),
+    [
+        ("how do I quantize a model to int8", "zh", "twins/docs/zh_cn/quantization.md"),
+        ("how do I quantize a model to int8", "en", "twins/docs/en/quantization.md"),
+        ("怎么把模型量化成 int8", "en", "twins/docs/en/quantization.md"),
+        ("怎么把模型量化成 int8", "zh", "twins/docs/zh_cn/quantization.md"),
+    ],
+)
+def test_the_answer_comes_in_the_asked_language_when_translated(
+    make_kb: KB, twins: Path, question: str, language: str, page: str
+) -> None:
+    kb = make_kb(sources=[{"path": str(twins)}])
+    kb.build(progress=False)
+    hits = kb.search(question, k=2, language=language)
+    assert hits[0].source == page and hits[0].language == language
+    assert "int8" in hits[0].title
+    if hits[0].translation_of:
+        assert language_slot(hits[0].translation_of)[0] == language_slot(page)[0]
+    # The page written only in Chinese has no translation: it stays what it is.
+    coco = kb.search("evaluate on coco", k=1, language="en")[0]
+    assert coco.source == "twins/docs/zh_cn/benchmark.md" and not coco.translation_of
+
+
+def test_a_corpus_without_translations_ranks_without_a_dictionary(
+    make_kb: KB, corpus: Path
+) -> None:
+    kb = make_kb(sources=[{"path": str(corpus)}])
+    kb.build(progress=False)
+    documents = kb.document_index
+    assert documents is not None
+    assert not documents.twin_pairs and len(documents.dictionary) == 0
+    assert documents.repository_names == []  # one repository names nothing
+    hits = kb.search("how do I install the package with pip", k=3, language="zh")
+    assert hits[0].source == "corpus/en/install.md" and not hits[0].translation_of
+    assert hits[0].language == "en"
+
+
+def test_the_index_of_documents_follows_the_builds(make_kb: KB, twins: Path) -> None:
+    kb = make_kb(sources=[{"path": str(twins)}])
+    kb.build(progress=False)
+    generation = kb.manifest.get_meta("generation")
+    assert DocumentIndex.load(kb.ranking_dir, generation) is not None
+    assert DocumentIndex.load(kb.ranking_dir, "another generation") is None
+
+    (twins / "README_zh-CN.md").unlink()
+    (twins / "docs" / "zh_cn" / "quantization.md").write_text(
+        "# 模型量化\n\n只剩一个标题，大纲和英文版对不上了。\n", encoding="utf-8"
+    )
+    report = kb.build(progress=False)
+    assert report.removed == 1 and report.changed == 1
+    documents = kb.document_index
+    assert documents is not None and documents.generation != generation
+    # The outlines no longer match: no heading pairs, no dictionary.
+    assert len(documents.twin_pairs) == 1 and len(documents.dictionary) == 0
+    assert "twins/README_zh-CN.md" not in documents.sources
+
+
+def test_an_index_built_before_the_ranker_gets_its_facts_without_embedding(
+    make_kb: KB, twins: Path
+) -> None:
+    kb = make_kb(sources=[{"path": str(twins)}])
+    kb.build(progress=False)
+    dictionary = kb.document_index.dictionary  # type: ignore[union-attr]
+    # What an index of the previous version looks like: no facts, no document index.
+    with sqlite3.connect(kb.manifest.path) as db:
+        db.execute("DELETE FROM document_facts")
+    (kb.ranking_dir / INDEX_FILE).unlink()
+
+    report = kb.build(progress=False)
+    assert report.chunks_embedded == 0 and report.unchanged == 5 and not report.changed
+    assert len(kb.manifest.facts()) == 5
+    assert (kb.ranking_dir / INDEX_FILE).exists()
+    assert kb.document_index.dictionary == dictionary  # type: ignore[union-attr]
+
+
+def test_exact_dense_search_finds_what_chroma_finds(make_kb: KB, corpus: Path) -> None:
+    exact = make_kb(sources=[{"path": str(corpus)}])
+    exact.build(progress=False)
+    approximate = make_kb(sources=[{"path": str(corpus)}], search={"exact_max_chunks": 0})
+    questions = ["how do I install with pip", "TensorRT 推理引擎", "哈哈哈"]
+    for a, b in zip(exact.similarity(questions), approximate.similarity(questions), strict=True):
+        assert a.best_chunk_id == b.best_chunk_id
+        assert a.dense_max == pytest.approx(b.dense_max, abs=1e-4)
+    assert [h.chunk_id for h in exact.search("resume training", k=3)] == [
+        h.chunk_id for h in approximate.search("resume training", k=3)
+    ]
