@@ -30,11 +30,12 @@ def twins(tmp_path: Path) -> Path:
 
 
 def test_translation_file_names() -> None:
-    assert language_slot("kb/docs/en/x.md") == language_slot("kb/docs/zh_cn/x.md")[:1] + ("en",)
+    assert language_slot("kb/docs/en/x.md") == ("kb/docs/{}/x.md", "en")
     assert language_slot("kb/docs/zh_cn/x.md") == ("kb/docs/{}/x.md", "zh")
     assert language_slot("repo/README_zh-CN.md") == ("repo/README.md", "zh")
     assert language_slot("repo/README.md") == ("repo/README.md", "")
-    assert language_slot("repo/intro_en.md") == language_slot("repo/intro_zh.md")[:1] + ("en",)
+    assert language_slot("repo/intro_en.md") == ("repo/intro.md", "en")
+    assert language_slot("repo/intro_zh.md") == ("repo/intro.md", "zh")
 
 
 def test_translated_pages_teach_the_dictionary(make_kb: KB, twins: Path) -> None:
