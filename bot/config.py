@@ -99,6 +99,9 @@ class RoutingSettings(Section):
 class LLMSettings(Section):
     backend: Literal["llama_cpp", "openai", "hybrid"] = "llama_cpp"
     model_path: Path | None = None
+    # Whether the model writes answers worth posting; None judges by its size
+    # (bot/llm/capability.py). Without a capable model the `extract` middleware answers.
+    capable: bool | None = None
     tier: str = "cpu"
     n_ctx: int | None = Field(None, ge=256)
     n_threads: int | None = Field(None, ge=1)

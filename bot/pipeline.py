@@ -33,6 +33,7 @@ BUILTIN_MIDDLEWARES: dict[str, str] = {
     "reject.llm": "bot.middlewares.reject_llm:RejectLLM",
     "retrieve": "bot.middlewares.retrieve:Retrieve",
     "web_search": "bot.middlewares.web_search:WebSearch",
+    "extract": "bot.middlewares.extract:Extract",
     "generate": "bot.middlewares.generate:Generate",
     "verify": "bot.middlewares.verify:Verify",
     "cite": "bot.middlewares.cite:Cite",

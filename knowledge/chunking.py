@@ -154,6 +154,12 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text) if s]
 
 
+def blocks(text: str) -> list[tuple[str, bool]]:
+    """Markdown text as (paragraph or code block, is_code) in order, headings left out: what a
+    passage says, for quoting it."""
+    return [block for _, found in _markdown_sections(text) for block in found]
+
+
 def _split_long(text: str, max_tokens: int) -> list[str]:
     """Cut text with no usable boundary into pieces of about ``max_tokens`` tokens."""
     pieces = []

@@ -522,6 +522,22 @@ class KnowledgeBase:
             candidates.fused.setdefault(int(chunk), float(value))
         return [int(chunks[i]) for i in np.argsort(-fused, kind="stable")]
 
+    def term_weights(self, query: str) -> list[tuple[set[str], float]]:
+        """The query's distinct BM25 terms, each with its translation (when the corpus taught
+        one) and its IDF over the chunks: how much finding it says about a passage's sentence
+        (unknown terms weigh nothing; without the learned ranker's statistics, all weigh 1)."""
+        documents = self._fresh().documents
+        out = []
+        for token in dict.fromkeys(self.tokenizer(query)):
+            if documents is None:
+                out.append(({token}, 1.0))
+                continue
+            term = documents.term_id.get(token)
+            if term is None:
+                continue
+            out.append((documents.dictionary.alternatives(token), documents.idf(term)))
+        return out
+
     def similarity(
         self, queries: list[str], collection: str | None = None, k: int = 5
     ) -> list[KBScores]:

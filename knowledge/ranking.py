@@ -303,6 +303,10 @@ class DocumentIndex:
     def language(self, document: int) -> str:
         return "zh" if self.chinese[document] else "en"
 
+    def idf(self, term: int) -> float:
+        """ln(1 + chunks / chunks holding the term)."""
+        return math.log(1 + len(self.chunk_document) / self.document_frequency[term])
+
     def chunks_of(self, document: int) -> np.ndarray:
         return np.flatnonzero(self.chunk_document == document)
 
@@ -364,11 +368,7 @@ class DocumentIndex:
         total = 0.0
         for token in set(tokens):
             term = self.term_id.get(token)
-            weight = (
-                math.log(1 + len(self.chunk_document) / self.document_frequency[term])
-                if term is not None
-                else 0.0
-            )
+            weight = self.idf(term) if term is not None else 0.0
             total += weight
             if term is not None:
                 wanted[term] = weight

@@ -114,6 +114,10 @@ class Generate(BaseMiddleware[GenerateOptions]):
         )
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        if ctx.answer:
+            # An earlier middleware answered (extract, without a capable model).
+            ctx.record(skipped="already answered")
+            return await call_next(ctx)
         with collect_notes() as notes:
             answer = "".join([piece async for piece in self.stream(ctx)]).strip()
         llm = self.services.llm

@@ -1,0 +1,278 @@
+"""Answer without a generative model: quote the sentences of the best passages that match the
+question most, with citations.
+
+A tiny chat model (the bundled SmolLM2-135M) writes fluent nonsense; quoting the documentation
+is always right about what it says. Placed before ``generate``, this middleware answers when no
+capable model is configured (``llm.capable``, or a local model of fewer than a billion
+parameters: ``bot.llm.capability``); ``generate`` then leaves the answer alone. With a capable
+model it passes the message on untouched (``when: always`` quotes anyway).
+
+From the best passage, and a second one from another document when the ranker thinks nearly as
+well of it, it keeps the sentences (and code blocks) holding most of the question's terms,
+weighted by how rare they are in the knowledge base (a translated term counts: an English page
+answers a Chinese question), in their order, within ``max_chars``. A sentence that introduces a
+code block ("Install it with pip:") brings the code along. Passages in the question's language
+go first (``retrieve`` has already swapped in translations where the corpus has them). The
+quotes carry [n] markers, so ``cite`` turns them into references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.context import Chunk, TurnContext
+from bot.llm.capability import Capability, capability
+from bot.message import Reply
+from bot.pipeline import BaseMiddleware, CallNext
+from knowledge.bm25 import Tokenizer
+from knowledge.chunking import blocks
+from knowledge.text import detect_language
+
+INTRO = {"zh": "文档中的相关内容 [{n}]：", "en": "From the documentation [{n}]:"}
+MORE = {"zh": "另见 [{n}]：", "en": "See also [{n}]:"}
+GAP = "…"
+# A further passage is quoted only with at least this many characters left for it.
+MIN_SECOND_CHARS = 120
+# Passages less relevant than this share of the most relevant passage are left out.
+PASSAGE_SHARE = 0.8
+
+Unit = tuple[str, bool]  # (a sentence, or a code block or table kept verbatim; verbatim)
+# A line that starts a list item or a table row, not the continuation of a wrapped sentence.
+_ITEM = re.compile(r"^([-*+]|\d{1,3}[.)])\s")
+_MARKER_ONLY = re.compile(r"^([-*+]|\d{1,3}[.)])$")
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+# Chinese characters and punctuation: lines wrapped between two of them join without a space.
+_WIDE = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+# Where a quoted sentence ends: after Chinese end punctuation, or after . ! ? and a space before
+# what starts a sentence (not at a colon or semicolon: those run on into what they introduce).
+_SENTENCE_END = re.compile(r"(?<=[。！？])|(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[*_\u4e00-\u9fff])")
+
+
+class ExtractOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    when: Literal["auto", "always"] = Field(
+        "auto", description="auto: only without a capable chat model; always: quote anyway"
+    )
+    max_chars: int = Field(600, ge=80, le=4000, description="the quoted text's length limit")
+    max_passages: int = Field(2, ge=1, le=5, description="passages (documents) quoted at most")
+    min_relative_score: float = Field(
+        0.5, ge=0, le=1, description="a further passage's score, as a share of the best one's"
+    )
+    min_relevance: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="the best sentence must hold this weighted share of the question's terms; "
+        "else stay silent (the passages do not say it)",
+    )
+
+
+def units(text: str) -> list[Unit]:
+    """A passage as quotable pieces in order: its prose sentence by sentence (lines wrapped in
+    the source joined again), list items one by one, tables and code blocks whole; headings
+    are left out (the reference names the section)."""
+    out: list[Unit] = []
+    for block, is_code in blocks(text):
+        if is_code:
+            out.append((block.strip("\n"), True))
+            continue
+        items: list[str] = []
+        for line in block.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            table = line.startswith("|")
+            if items and table and items[-1].startswith("|"):
+                items[-1] += "\n" + line
+            elif items and not table and not _ITEM.match(line) and not items[-1].startswith("|"):
+                joiner = "" if _WIDE.match(line) and _WIDE.match(items[-1][-1]) else " "
+                items[-1] += joiner + line
+            else:
+                items.append(line)
+        for item in items:
+            if item.startswith("|"):
+                out.append((item, True))
+            else:
+                sentences: list[str] = []
+                for sentence in _SENTENCE_END.split(item):
+                    sentence = sentence.strip()
+                    if sentences and _MARKER_ONLY.match(sentences[-1]):
+                        sentences[-1] += " " + sentence
+                    elif sentence:
+                        sentences.append(sentence)
+                out.extend((sentence, False) for sentence in sentences)
+    return out
+
+
+Weights = list[tuple[set[str], float]]  # the question's terms (with translations), weighted
+
+
+def relevance(terms: set[str], weights: Weights) -> float:
+    """The weighted share of the question's terms (or their translations) among ``terms``."""
+    total = sum(weight for _, weight in weights)
+    if total <= 0:
+        return 0.0
+    return sum(weight for alternatives, weight in weights if alternatives & terms) / total
+
+
+def window(pieces: list[Unit], terms: list[set[str]], weights: Weights, budget: int) -> list[int]:
+    """The run of consecutive pieces, as long as the budget allows, that holds the most of
+    the question's terms; the earliest of equals (a section that fits is quoted whole)."""
+    best: list[int] = []
+    best_score = -1.0
+    for start in range(len(pieces)):
+        taken: list[int] = []
+        used = 0
+        found: set[str] = set()
+        for i in range(start, len(pieces)):
+            size = len(pieces[i][0])
+            if taken and used + size > budget:
+                break
+            taken.append(i)
+            used += size
+            found |= terms[i]
+        score = relevance(found, weights)
+        if score > best_score:
+            best, best_score = taken, score
+    return best
+
+
+def shorten(text: str, is_code: bool, limit: int) -> str:
+    """Cut a piece that alone exceeds the limit: code and tables at a line, prose at a
+    character."""
+    if len(text) <= limit:
+        return text
+    if not is_code:
+        return text[: max(limit - 1, 1)].rstrip() + GAP
+    lines = text.splitlines()
+    fence = _FENCE.match(lines[0]) if lines else None
+    body = lines[1:-1] if fence else lines
+    kept: list[str] = []
+    size = 2 * len(fence.group(1)) if fence else 0
+    for line in body:
+        if kept and size + len(line) + 1 > limit:
+            break
+        kept.append(line[:limit])
+        size += len(line) + 1
+    if fence:
+        return "\n".join([lines[0], *kept, GAP, fence.group(1)])
+    return "\n".join([*kept, GAP])
+
+
+def quote(pieces: list[Unit], picked: list[int], limit: int) -> str:
+    """The picked run of pieces as a chat quote: prose as "> " lines, code and tables as they
+    are, and a "> …" where the passage goes on before or after."""
+    lines = [
+        text if is_code else f"> {' '.join(text.split())}"
+        for text, is_code in (
+            (shorten(pieces[i][0], pieces[i][1], limit), pieces[i][1]) for i in picked
+        )
+    ]
+    if picked and picked[0] > 0:
+        lines.insert(0, f"> {GAP}")
+    if picked and picked[-1] < len(pieces) - 1:
+        lines.append(f"> {GAP}")
+    return "\n".join(lines)
+
+
+class Extract(BaseMiddleware[ExtractOptions]):
+    name = "extract"
+    Options = ExtractOptions
+    _capability: Capability | None = None
+    _tokenizer: Tokenizer | None = None
+
+    async def warm_up(self) -> None:
+        # Reads the model file's header (not its weights) once.
+        self._capability = await asyncio.to_thread(capability, self.services.config.llm)
+
+    @property
+    def model(self) -> Capability:
+        if self._capability is None:
+            self._capability = capability(self.services.config.llm)
+        return self._capability
+
+    def weigh(self, question: str) -> tuple[Tokenizer, list[tuple[set[str], float]]]:
+        """The tokenizer, and the question's terms with their weights (their rarity in the
+        knowledge base, when there is one)."""
+        kb = self.services.knowledge
+        if kb is not None:
+            return kb.tokenizer, kb.term_weights(question)
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer()
+        tokenizer = self._tokenizer
+        return tokenizer, [({t}, 1.0) for t in dict.fromkeys(tokenizer(question))]
+
+    def passages(self, ctx: TurnContext, options: ExtractOptions) -> list[tuple[int, Chunk]]:
+        """The passages to quote, with their index in ``ctx.chunks``: the best, and further
+        ones from other documents that score nearly as well; the question's language first."""
+        best = max(chunk.score for chunk in ctx.chunks)
+        chosen: list[tuple[int, Chunk]] = []
+        for index, chunk in enumerate(ctx.chunks):
+            if len(chosen) == options.max_passages:
+                break
+            if chunk.source in {c.source for _, c in chosen}:
+                continue
+            if chosen and chunk.score < options.min_relative_score * best:
+                continue
+            chosen.append((index, chunk))
+        chosen.sort(key=lambda item: detect_language(item[1].text) != ctx.language)
+        return chosen
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        options = self.options_for(ctx)
+        model = self.model
+        if options.when == "auto" and model.capable:
+            ctx.record(skipped="the chat model answers", why=model.why)
+            return await call_next(ctx)
+        if not ctx.chunks:
+            return ctx.ignore("no-knowledge", why="no passage to quote", model=model.why)
+        tokenize, weights = await asyncio.to_thread(self.weigh, ctx.question)
+        # Per passage: its pieces, the run of them to quote, and how relevant that is (the
+        # heading says what each of the section's sentences is about).
+        budget = options.max_chars
+        scored = []
+        for index, chunk in self.passages(ctx, options):
+            pieces = units(chunk.text)
+            terms = [set(tokenize(text)) for text, _ in pieces]
+            picked = window(pieces, terms, weights, budget)
+            found = set(tokenize(chunk.title)).union(*(terms[i] for i in picked))
+            scored.append((index, chunk, pieces, picked, relevance(found, weights)))
+        best = max((score for *_, score in scored), default=0.0)
+        floor = max(options.min_relevance, PASSAGE_SHARE * best)
+        language = "zh" if ctx.language == "zh" else "en"
+        parts: list[str] = []
+        used: list[dict[str, object]] = []
+        for index, chunk, pieces, picked, score in scored:
+            if not picked or score < floor:
+                continue
+            if parts and budget < MIN_SECOND_CHARS:
+                break
+            if parts:
+                picked = window(pieces, [set(tokenize(t)) for t, _ in pieces], weights, budget)
+            text = quote(pieces, picked, budget)
+            intro = (MORE if parts else INTRO)[language].format(n=index + 1)
+            parts.append(f"{intro}\n{text}")
+            budget -= len(text)
+            used.append(
+                {
+                    "source": chunk.source,
+                    "title": chunk.title,
+                    "pieces": len(picked),
+                    "relevance": round(score, 3),
+                }
+            )
+        if not parts:
+            return ctx.ignore(
+                "no-knowledge",
+                score=best,
+                threshold=options.min_relevance,
+                why="no passage holds enough of the question's terms to quote",
+                model=model.why,
+            )
+        ctx.answer = "\n\n".join(parts)
+        ctx.record(model=model.why, quoted=used, chars=len(ctx.answer))
+        return await call_next(ctx)
