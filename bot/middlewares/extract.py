@@ -121,10 +121,13 @@ def relevance(terms: set[str], weights: Weights) -> float:
 
 def window(pieces: list[Unit], terms: list[set[str]], weights: Weights, budget: int) -> list[int]:
     """The run of consecutive pieces, as long as the budget allows, that holds the most of
-    the question's terms; the earliest of equals (a section that fits is quoted whole)."""
+    the question's terms; the earliest of equals (a section that fits is quoted whole). A run
+    starts at the passage's beginning or at a piece that holds a term of the question, so it
+    carries on into what that piece introduces."""
     best: list[int] = []
     best_score = -1.0
-    for start in range(len(pieces)):
+    starts = [0, *(i for i in range(1, len(pieces)) if relevance(terms[i], weights) > 0)]
+    for start in starts:
         taken: list[int] = []
         used = 0
         found: set[str] = set()

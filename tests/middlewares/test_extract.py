@@ -1,0 +1,260 @@
+"""The extract middleware: without a capable chat model, the bot quotes the documentation.
+
+Through the real pipeline (normalize, retrieve, extract, generate, cite) over the documentation
+this repository ships (docs/ and README.md, the knowledge base of `make run`), in Chinese and
+English; the scripted model stands in for the bundled one and must never be asked."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app.services import build_services
+from bot.config import Config, LLMSettings
+from bot.context import TurnContext
+from bot.llm.capability import capability
+from bot.middlewares.extract import quote, units, window
+from bot.pipeline import Pipeline, build_pipelines
+from bot.services import Services
+from knowledge.bm25 import Tokenizer
+from knowledge.embedders import UseEmbedder
+from knowledge.knowledge_base import KnowledgeBase
+from knowledge.settings import EmbedderSettings, KnowledgeSettings
+from tests.fakes import ScriptedChatModel, make_message
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TWINS = REPO / "tests" / "data" / "knowledge" / "twins"
+PIPELINE = ["normalize", "retrieve", "extract", "generate", "cite"]
+ZH_INTRO = "文档中的相关内容 [1]："
+SHIPPED = [{"path": str(REPO / "docs")}, {"path": str(REPO / "README.md")}]
+
+
+@pytest.fixture(scope="module")
+def use_embedder() -> UseEmbedder:
+    embedder = UseEmbedder(EmbedderSettings())
+    embedder.warm_up()
+    return embedder
+
+
+def build_index(root: Path, sources: list[dict[str, Any]], embedder: Any) -> Path:
+    settings = KnowledgeSettings.model_validate({"sources": sources})
+    kb = KnowledgeBase(settings, root, embedder=embedder)
+    kb.build(progress=False)
+    kb.close()
+    return root
+
+
+@pytest.fixture(scope="module")
+def shipped_work(tmp_path_factory: pytest.TempPathFactory, use_embedder: Any) -> Iterator[Path]:
+    """The shipped documentation, indexed once for the module."""
+    root = tmp_path_factory.mktemp("shipped")
+    yield build_index(root, SHIPPED, use_embedder)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def start(
+    config_factory: Callable[..., Config],
+    work: Path,
+    sources: list[dict[str, Any]],
+    **extra: Any,
+) -> tuple[Services, Pipeline, ScriptedChatModel]:
+    config = config_factory(
+        {
+            "bot": {"work_dir": str(work)},
+            "pipeline": PIPELINE,
+            "knowledge": {"sources": sources},
+            **extra,
+        }
+    )
+    llm = ScriptedChatModel("the model's answer [1]")
+    services = build_services(config, llm=llm)
+    await services.warm_up()
+    pipeline = build_pipelines(services)[""]
+    await pipeline.warm_up()
+    return services, pipeline, llm
+
+
+async def ask(services: Services, pipeline: Pipeline, text: str) -> TurnContext:
+    message = make_message(text=text)
+    ctx = TurnContext(
+        message=message,
+        message_id=1,
+        config=services.config,
+        group=services.config.group(message.conversation_id),
+        question=text,
+    )
+    await pipeline.run(ctx)
+    return ctx
+
+
+def step(ctx: TurnContext, name: str) -> dict[str, Any]:
+    return next(s for s in ctx.trace if s.name == name).detail
+
+
+@pytest.mark.parametrize(
+    ("question", "intro", "source", "said"),
+    [
+        (
+            "知识库支持哪些文件格式？",
+            "文档中的相关内容 [1]：",
+            "docs/知识库.md",
+            "reStructuredText",
+        ),
+        ("怎么增量更新知识库", "文档中的相关内容 [1]：", "docs/知识库.md", "内容哈希"),
+        (
+            "how do I add my own documents to the knowledge base?",
+            "From the documentation [1]:",
+            "docs/faq.md",
+            "knowledge.sources",
+        ),
+        (
+            "how do I run several bot workers, where do the vectors live?",
+            "From the documentation [1]:",
+            "docs/faq.md",
+            "chroma",
+        ),
+    ],
+)
+async def test_without_a_capable_model_the_bot_quotes_the_shipped_docs(
+    config_factory: Callable[..., Config],
+    shipped_work: Path,
+    question: str,
+    intro: str,
+    source: str,
+    said: str,
+) -> None:
+    services, pipeline, llm = await start(config_factory, shipped_work, SHIPPED)
+    ctx = await ask(services, pipeline, question)
+
+    assert ctx.decision == "answered", ctx.trace_dicts()
+    answer = ctx.answer or ""
+    assert answer.startswith(intro + "\n> ")
+    assert said in answer and len(answer) <= 700
+    assert ctx.references[0].source == source
+    assert llm.calls == []  # the bundled model is never asked
+    assert step(ctx, "extract")["quoted"][0]["source"] == source
+    assert "billion parameters" in step(ctx, "extract")["model"]
+    assert step(ctx, "generate") == {"skipped": "already answered"}
+    await services.close()
+
+
+async def test_nothing_to_quote_is_silence_not_nonsense(
+    config_factory: Callable[..., Config], shipped_work: Path
+) -> None:
+    services, pipeline, llm = await start(config_factory, shipped_work, SHIPPED)
+    # Close enough to the docs for retrieve (the Feishu section), but no passage says it.
+    ctx = await ask(services, pipeline, "怎么接入飞书")
+    assert ctx.decision == "ignored: no-knowledge"
+    assert ctx.answer is None and llm.calls == []
+    extract = next(s for s in ctx.trace if s.name == "extract")
+    assert extract.verdict == "ignored: no-knowledge" and extract.threshold == 0.3
+    assert extract.score is not None and extract.score < 0.3
+    await services.close()
+
+
+async def test_a_capable_model_answers_and_extract_steps_aside(
+    config_factory: Callable[..., Config], shipped_work: Path
+) -> None:
+    services, pipeline, llm = await start(
+        config_factory, shipped_work, SHIPPED, llm={"capable": True}
+    )
+    ctx = await ask(services, pipeline, "how do I add my own documents to the knowledge base?")
+    assert ctx.decision == "answered" and len(llm.calls) == 1
+    assert ctx.answer == "the model's answer [1]"
+    assert step(ctx, "extract") == {
+        "skipped": "the chat model answers",
+        "why": "llm.capable is true",
+    }
+    await services.close()
+
+    services, pipeline, llm = await start(
+        config_factory,
+        shipped_work,
+        SHIPPED,
+        llm={"capable": True},
+        middleware={"extract": {"when": "always"}},
+    )
+    ctx = await ask(services, pipeline, "how do I add my own documents to the knowledge base?")
+    assert ctx.decision == "answered" and llm.calls == []
+    assert (ctx.answer or "").startswith("From the documentation [1]:")
+    await services.close()
+
+
+@pytest.mark.parametrize(
+    ("question", "source", "intro"),
+    [
+        ("怎么把模型量化成 int8？", "twins/docs/zh_cn/quantization.md", "文档中的相关内容"),
+        ("how do I quantize a model to int8?", "twins/docs/en/quantization.md", "From the"),
+    ],
+)
+async def test_the_quote_comes_from_the_page_in_the_question_language(
+    config_factory: Callable[..., Config],
+    tmp_path: Path,
+    use_embedder: Any,
+    question: str,
+    source: str,
+    intro: str,
+) -> None:
+    sources = [{"path": str(TWINS)}]
+    work = build_index(tmp_path / "twins-work", sources, use_embedder)
+    services, pipeline, llm = await start(config_factory, work, sources)
+    ctx = await ask(services, pipeline, question)
+    assert ctx.decision == "answered" and llm.calls == []
+    assert (ctx.answer or "").startswith(intro)
+    assert "python tools/quantize.py" in (ctx.answer or "")
+    assert ctx.references[0].source == source
+    await services.close()
+
+
+def test_passages_are_cut_into_quotable_pieces() -> None:
+    text = (
+        "Install the released package\nfrom PyPI:\n\n```shell\npip install mmfoo\n```\n\n"
+        "- first item\n- second item\n  wrapped\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n\n"
+        "## A heading\n\n配置文件在\n`configs/` 目录里。然后运行。"
+    )
+    assert units(text) == [
+        ("Install the released package from PyPI:", False),
+        ("```shell\npip install mmfoo\n```", True),
+        ("- first item", False),
+        ("- second item wrapped", False),
+        ("| a | b |\n| --- | --- |\n| 1 | 2 |", True),
+        ("配置文件在 `configs/` 目录里。", False),
+        ("然后运行。", False),
+    ]
+
+
+def test_the_quote_is_the_run_that_holds_the_question() -> None:
+    tokenize = Tokenizer()
+    pieces = [
+        ("MMFoo detects objects.", False),
+        ("It is built on PyTorch.", False),
+        ("Install it with pip:", False),
+        ("```shell\npip install mmfoo\n```", True),
+        ("Then check the version.", False),
+    ]
+    terms = [set(tokenize(text)) for text, _ in pieces]
+    weights = [({t}, 1.0) for t in tokenize("install with pip")]
+    # Room for everything: the whole passage.
+    assert window(pieces, terms, weights, 1000) == [0, 1, 2, 3, 4]
+    # Room for a little: the earliest run holding every term, with the code it introduces.
+    picked = window(pieces, terms, weights, 60)
+    assert picked == [2, 3]
+    assert quote(pieces, picked, 60) == (
+        "> …\n> Install it with pip:\n```shell\npip install mmfoo\n```\n> …"
+    )
+
+
+def test_which_models_are_capable() -> None:
+    bundled = capability(LLMSettings())
+    assert not bundled.capable and "fewer than 1 billion" in bundled.why
+    assert capability(LLMSettings(backend="openai")).capable
+    assert capability(LLMSettings(capable=True)).capable
+    assert not capability(LLMSettings(backend="openai", capable=False)).capable
+    missing = capability(LLMSettings(model_path=REPO / "no-such-model.gguf"))
+    assert not missing.capable and "cannot be read" in missing.why
