@@ -330,6 +330,146 @@ def print_rejection(gate: dict[str, Any], repeats: int) -> None:
     print(f"  decision time, one message at a time: p50 {d['p50']:.1f} ms, p95 {d['p95']:.1f} ms")
 
 
+# -- extractive answers -------------------------------------------------------------------------
+
+
+def has_facts(text: str, facts: list[str]) -> bool:
+    """Every fact is in the text (each a string, or alternatives split by "|"), ignoring case
+    and spacing."""
+    flat = " ".join(text.lower().split())
+    return all(
+        any(" ".join(alt.lower().split()) in flat for alt in fact.split("|")) for fact in facts
+    )
+
+
+def extract_answers(
+    work: Path, corpus: Path, questions: list[dict[str, Any]], split: str = "dev"
+) -> dict[str, Any]:
+    """The shipped answer path without a capable model (normalize, retrieve, extract, cite)
+    over the corpus, for every question of ``split``: how often it answers, how often the
+    first quoted passage is from an answering document, and, for the questions annotated with
+    the facts that answer them, how often the quote holds them (and the retrieved passages)."""
+    import asyncio
+    import tempfile
+
+    import yaml
+
+    from bot.app.services import build_services
+    from bot.config import load_config
+    from bot.context import TurnContext
+    from bot.message import Message
+    from bot.pipeline import build_pipelines
+
+    class Silent:
+        """The chat model must not be asked: extract answers."""
+
+        name = "none"
+
+        async def warm_up(self) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+        def stream(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the chat model was asked")
+
+        async def complete(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the chat model was asked")
+
+    async def run() -> list[dict[str, Any]]:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "bot.yaml"
+            path.write_text(
+                yaml.safe_dump(
+                    {
+                        "bot": {"work_dir": str(work)},
+                        "pipeline": ["normalize", "retrieve", "extract", "cite"],
+                        "knowledge": {"sources": [{"path": str(corpus)}]},
+                    }
+                ),
+                encoding="utf-8",
+            )
+            config = load_config(path)
+        services = build_services(config, llm=Silent())  # type: ignore[arg-type]
+        await services.warm_up()
+        pipeline = build_pipelines(services)[""]
+        await pipeline.warm_up()
+        rows = []
+        for i, q in enumerate(questions):
+            if q["split"] != split:
+                continue
+            message = Message(
+                platform="bench",
+                conversation_id="bench",
+                sender_id="asker",
+                sender_name="asker",
+                text=q["question"],
+                platform_message_id=f"q{i}",
+            )
+            ctx = TurnContext(
+                message=message,
+                message_id=i,
+                config=config,
+                group=config.group("bench"),
+                question=q["question"],
+            )
+            await pipeline.run(ctx)
+            quoted = next(
+                (s.detail.get("quoted", []) for s in ctx.trace if s.name == "extract"), []
+            )
+            prefix = corpus.name + "/"
+            rows.append(
+                {
+                    "id": q["id"],
+                    "answered": ctx.decision == "answered",
+                    "from_answer": bool(quoted)
+                    and quoted[0]["source"].removeprefix(prefix) in set(q["answers"]),
+                    "facts": q.get("answer_facts"),
+                    "quote_has": bool(q.get("answer_facts"))
+                    and has_facts(ctx.answer or "", q["answer_facts"]),
+                    "top_has": bool(q.get("answer_facts") and ctx.chunks)
+                    and has_facts(ctx.chunks[0].text, q["answer_facts"]),
+                    "any_has": bool(q.get("answer_facts"))
+                    and any(has_facts(c.text, q["answer_facts"]) for c in ctx.chunks),
+                    "chars": len(ctx.answer or ""),
+                }
+            )
+        await services.close()
+        return rows
+
+    rows = asyncio.run(run())
+    annotated = [r for r in rows if r["facts"]]
+    n, m = max(len(rows), 1), max(len(annotated), 1)
+    return {
+        "questions": len(rows),
+        "answered": sum(r["answered"] for r in rows) / n,
+        "first_quote_from_an_answering_document": sum(r["from_answer"] for r in rows) / n,
+        "median_chars": statistics.median([r["chars"] for r in rows if r["answered"]] or [0]),
+        "annotated": len(annotated),
+        "quote_holds_the_facts": sum(r["quote_has"] for r in annotated) / m,
+        "best_passage_holds_the_facts": sum(r["top_has"] for r in annotated) / m,
+        "a_retrieved_passage_holds_the_facts": sum(r["any_has"] for r in annotated) / m,
+        "misses": [r["id"] for r in annotated if not r["quote_has"]],
+    }
+
+
+def print_answers(answers: dict[str, Any]) -> None:
+    print(
+        f"\nextractive answers (extract, no generative model), {answers['questions']} dev "
+        f"questions: answered {answers['answered']:.3f}, first quote from an answering document "
+        f"{answers['first_quote_from_an_answering_document']:.3f}, median "
+        f"{answers['median_chars']:.0f} characters"
+    )
+    print(
+        f"  {answers['annotated']} annotated with the facts that answer them: the quote holds "
+        f"them {answers['quote_holds_the_facts']:.3f}; the best passage "
+        f"{answers['best_passage_holds_the_facts']:.3f}; one of the retrieved passages "
+        f"{answers['a_retrieved_passage_holds_the_facts']:.3f}"
+    )
+    print(f"  quote misses: {', '.join(answers['misses'])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/work/bench-cache/openmmlab"))
@@ -379,6 +519,9 @@ def main() -> None:
     for name, lat in figures["search_latency"].items():
         print(f"  {name:<8} p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms")
 
+    if not args.skip_answers:
+        figures["answers"] = extract_answers(args.work, args.corpus, questions)
+        print_answers(figures["answers"])
     if not args.skip_gate:
         figures["rejection"] = rejection(kb, args.work, args.rejection, args.repeats)
         print_rejection(figures["rejection"], args.repeats)

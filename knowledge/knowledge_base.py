@@ -452,8 +452,9 @@ class KnowledgeBase:
                 and twin >= 0
                 and (collection is None or documents.collections[twin] == collection)
             ):
-                translated_from, document = document, twin
-                chunks = self._twin_chunks(indexes, documents, candidates, twin, vector, bmx)
+                twin_chunks = self._twin_chunks(indexes, documents, candidates, twin, vector, bmx)
+                if twin_chunks:  # (a translation with no text has no chunks)
+                    translated_from, document, chunks = document, twin, twin_chunks
             if document in seen:
                 continue
             seen.add(document)
