@@ -491,6 +491,9 @@ def main() -> None:
     fusion = open_kb(args.work, args.corpus, ranker="fusion")
     questions = load_questions(args.questions)
 
+    if args.fit and kb.ranker is None:  # the shipped weights are for other features
+        n = len(FEATURES)
+        kb.use_ranker(DocumentRanker(list(FEATURES), np.zeros(n), np.ones(n), np.zeros(n), 0.0))
     data = RankerData(kb, args.corpus, questions)
     if args.fit:
         model = fit_logistic(data.X[data.dev], data.y[data.dev])

@@ -347,6 +347,12 @@ class KnowledgeBase:
             )
         return hits
 
+    def use_ranker(self, ranker: DocumentRanker) -> None:
+        """Rank with these weights (the benchmark that fits them)."""
+        with self._lock:
+            self.ranker = ranker
+            self._indexes = None
+
     def rank_documents(
         self, query: str, collection: str | None = None
     ) -> tuple[Candidates, np.ndarray]:
@@ -401,8 +407,15 @@ class KnowledgeBase:
             ranker.dense_weight,
             ranker.expansion_weight,
             collection,
+            lambda chunks: self._texts(indexes, chunks),
         )
         return candidates, vector[0], bmx
+
+    def _texts(self, indexes: _Indexes, chunks: list[int]) -> dict[int, str]:
+        """Chunks' headings and text, by position."""
+        ids = indexes.bm25.ids
+        rows = self.manifest.chunks([ids[c] for c in chunks])
+        return {c: f"{rows[ids[c]].title}\n{rows[ids[c]].text}" for c in chunks if ids[c] in rows}
 
     def _similarities(
         self,

@@ -39,7 +39,7 @@ from knowledge.text import detect_language
 log = logging.getLogger(__name__)
 
 # Bump when a feature's definition changes: weights fitted for another version are not used.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 # Bump when the saved document index changes shape: an older one is rebuilt from the manifest.
 INDEX_FORMAT = 1
 INDEX_FILE = "documents.npz"
@@ -70,9 +70,17 @@ FEATURES: tuple[str, ...] = (
     "log_chunks",  # log(1 + its chunks)
     "coverage",  # IDF share of the question's terms found in its candidate chunks
     "coverage_x",  # the same, a term's translation counting as the term
+    "identifiers",  # share of the question's code-like words found verbatim in those chunks
+    "identifiers_asked",  # the question holds code-like words (MMDEPLOY_TARGET_BACKENDS)
 )
 
 _WORD = re.compile(r"[a-z][a-z0-9_\-]{2,}")
+# Code-like words: snake_case, dotted and dashed names, paths, camelCase, CamelCase, acronyms
+# with a tail (ONNXRuntime). BM25 splits them into parts; found whole, they say much more.
+_IDENTIFIER = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*(?:[_.\-:/][A-Za-z0-9]+)+|[a-z]+[A-Z][A-Za-z0-9]+"
+    r"|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z]+[A-Za-z]*"
+)
 _PATH_PUNCTUATION = re.compile(r"[/_\-.]")
 
 KIND_DOCS, KIND_README, KIND_SUBREADME, KIND_TXT, KIND_OTHER = range(5)
@@ -112,6 +120,11 @@ def document_kind(source: str, repository: str) -> int:
     if parts[-1].lower().endswith(".txt"):
         return KIND_TXT
     return KIND_OTHER
+
+
+def identifiers(question: str) -> set[str]:
+    """The question's code-like words of four characters or more, lower-cased."""
+    return {m.lower() for m in _IDENTIFIER.findall(question) if len(m) >= 4}
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
@@ -343,9 +356,12 @@ class DocumentIndex:
         dense_weight: float,
         expansion_weight: float,
         collection: str | None,
+        texts: Callable[[list[int]], dict[int, str]],
     ) -> Candidates:
         """Feature rows for the documents of the candidate chunks ``pool`` (positions), given
-        their dense scores and every chunk's BM25 scores, plain (``bm``) and expanded."""
+        their dense scores and every chunk's BM25 scores, plain (``bm``) and expanded;
+        ``texts`` gives chunks' headings and text (read only when the question holds code-like
+        words)."""
         w = dense_weight
         dense_scaled = _minmax(dense)
         fused = w * dense_scaled + (1 - w) * _minmax(bm[pool])
@@ -379,6 +395,8 @@ class DocumentIndex:
                 }
         total = total or 1.0
         named = self.repositories_named(question)
+        asked = identifiers(question)
+        found = texts([int(c) for c in pool]) if asked else {}
         groups: dict[int, list[int]] = defaultdict(list)
         for j, chunk in enumerate(pool):
             groups[int(self.chunk_document[chunk])].append(j)
@@ -392,6 +410,7 @@ class DocumentIndex:
             coverage_x = sum(w for t, w in wanted.items() if wanted_x[t] & terms) / total
             repository = self.repository[document].rsplit("/", 1)[-1].lower()
             kind = self.kind[document]
+            text = " ".join(found.get(int(c), "") for c in pool[js]).lower()
             rows.append(
                 [
                     ds[0],
@@ -416,6 +435,8 @@ class DocumentIndex:
                     math.log1p(self.chunk_count[document]),
                     coverage,
                     coverage_x,
+                    sum(word in text for word in asked) / len(asked) if asked else 0.0,
+                    float(bool(asked)),
                 ]
             )
             documents.append(document)
