@@ -13,7 +13,7 @@ import pytest
 
 from knowledge.bilingual import language_slot
 from knowledge.knowledge_base import KnowledgeBase
-from knowledge.ranking import INDEX_FILE, DocumentIndex
+from knowledge.ranking import INDEX_FILE, DocumentIndex, identifiers
 from tests.knowledge.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -36,6 +36,17 @@ def test_translation_file_names() -> None:
     assert language_slot("repo/README.md") == ("repo/README.md", "")
     assert language_slot("repo/intro_en.md") == ("repo/intro.md", "en")
     assert language_slot("repo/intro_zh.md") == ("repo/intro.md", "zh")
+
+
+def test_code_like_words_of_a_question() -> None:
+    question = "MMDEPLOY_TARGET_BACKENDS 填哪些? init_cfg 里 Pretrained, mmdet.apis, ONNXRuntime"
+    assert identifiers(question) == {
+        "mmdeploy_target_backends",
+        "init_cfg",
+        "mmdet.apis",
+        "onnxruntime",
+    }
+    assert identifiers("how do I install it with pip") == set()
 
 
 def test_translated_pages_teach_the_dictionary(make_kb: KB, twins: Path) -> None:
