@@ -28,6 +28,9 @@ assert console.TEMPLATES.is_relative_to(target), console.TEMPLATES
 for name in ("base.html", "chat.html", "_message.html", "log.html", "health.html"):
     console.template_environment().get_template(name)
 Prompts().check("generate", {"bot_name", "topic", "question", "chunks", "history"})
+from knowledge.ranking import MODEL_FILE, DocumentRanker
+assert MODEL_FILE.resolve().is_relative_to(target), MODEL_FILE
+DocumentRanker.load()
 database = Database("sqlite:///" + sys.argv[2])
 print(database.upgrade())
 database.check_schema()
