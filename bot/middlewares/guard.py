@@ -48,7 +48,7 @@ INJECTION_PATTERNS: dict[str, str] = {
         r"|\b(print|dump|show|reveal|output|echo|list|display|leak)\b[^.?!\n]{0,20}\b(all|every)"
         r"\b[^.?!\n]{0,12}\b(secrets?|api[\s_-]?keys?|passwords?|tokens?|credentials|"
         r"environment variables|env vars)\b"
-        r"|\bbot\.yaml\b|\b(printenv|os\.environ)\b"
+        r"|\b(printenv|os\.environ)\b"
         r"|\b(repeat|translate|summari[sz]e|quote|rewrite|copy)\b[^.?!\n]{0,40}\b(text|messages?|"
         r"instructions|words|prompt)\b[^.?!\n]{0,30}\b(above|before|earlier|first|you were given|"
         r"you received)\b"
