@@ -59,7 +59,7 @@ def load(config_path: Path, *, daemon: bool = False) -> Config:
 
 
 def open_database(config: Config, *, check: bool = True) -> Database:
-    database = Database(config.database_url)
+    database = Database(config.database_url, config.database)
     if check:
         check_schema(database)
     return database
