@@ -9,6 +9,14 @@ from typing import Any, Literal
 
 ConversationType = Literal["group", "p2p"]
 
+# The longest id the store keeps (String(255) columns): longer is not a platform's id.
+MAX_ID_CHARS = 255
+
+
+class InvalidMessage(ValueError):
+    """A Message with fields the core cannot store (an adapter read garbage): the adapter
+    refuses the event instead of failing to store it on every redelivery."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -36,6 +44,23 @@ class Message:
     reply_to: str = ""
     thread_root: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        for name in ("platform", "conversation_id", "platform_message_id", "sender_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
+                raise InvalidMessage(
+                    f"{name} must be a string of at most {MAX_ID_CHARS} characters, "
+                    f"got {type(value).__name__}"
+                    + (f" of {len(value)}" if isinstance(value, str) else "")
+                )
+        for name in ("platform", "conversation_id", "platform_message_id"):
+            if not getattr(self, name):
+                raise InvalidMessage(f"{name} is empty")
+        if not isinstance(self.text, str) or not isinstance(self.sender_name, str):
+            raise InvalidMessage("text and sender_name must be strings")
+        if len(self.sender_name) > MAX_ID_CHARS:  # a display name: cut, not refused
+            object.__setattr__(self, "sender_name", self.sender_name[:MAX_ID_CHARS])
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,16 +15,58 @@ from tests.adapters.feishu.conftest import (
     FeishuBot,
     MakeFeishuBot,
 )
-from tests.adapters.feishu.fake_feishu import load_event, signed_request
+from tests.adapters.feishu.fake_feishu import (
+    load_event,
+    sealed_request,
+    signed_headers,
+    signed_request,
+)
 from tests.contracts.adapter import AdapterContract, MakePlatform
 
 pytestmark = pytest.mark.integration
 
 
 @dataclass
+class FeishuWebhook:
+    """The webhook as Feishu calls it: signed with the encrypt key, events encrypted."""
+
+    fb: FeishuBot
+    path: str = "/feishu/events"
+    header_names: list[str] = field(
+        default_factory=lambda: [
+            "x-lark-request-timestamp",
+            "x-lark-request-nonce",
+            "x-lark-signature",
+        ]
+    )
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        return signed_headers(body, ENCRYPT_KEY)
+
+    def seal(self, content: bytes) -> tuple[dict[str, str], bytes]:
+        return sealed_request(content, ENCRYPT_KEY)
+
+    def event(self) -> dict[str, Any]:
+        return load_event("text_group.json", app_id=self.fb.fake.app_id, token=VERIFICATION_TOKEN)
+
+
+@dataclass
 class FeishuPlatform:
     fb: FeishuBot
     mode: str
+
+    @property
+    def webhook(self) -> FeishuWebhook | None:
+        return FeishuWebhook(self.fb) if self.mode == "webhook" else None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (
+            self.fb.fake.app_secret,
+            ENCRYPT_KEY,
+            VERIFICATION_TOKEN,
+            self.fb.fake.tenant_token,
+        )
 
     @property
     def bot(self) -> Any:
