@@ -209,6 +209,7 @@ class Sent:
     uuid: str
     reply_in_thread: bool
     message_id: str
+    at: float = field(default_factory=time.monotonic)  # when the fake received it
 
     def text(self) -> str:
         """The post flattened: paragraphs on lines, elements joined."""
