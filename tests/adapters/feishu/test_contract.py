@@ -30,7 +30,9 @@ pytestmark = pytest.mark.integration
 class FeishuWebhook:
     """The webhook as Feishu calls it: signed with the encrypt key, events encrypted."""
 
-    fb: FeishuBot
+    app_id: str
+    encrypt_key: str = ENCRYPT_KEY
+    verification_token: str = VERIFICATION_TOKEN
     path: str = "/feishu/events"
     header_names: list[str] = field(
         default_factory=lambda: [
@@ -41,13 +43,13 @@ class FeishuWebhook:
     )
 
     def sign(self, body: bytes) -> dict[str, str]:
-        return signed_headers(body, ENCRYPT_KEY)
+        return signed_headers(body, self.encrypt_key)
 
     def seal(self, content: bytes) -> tuple[dict[str, str], bytes]:
-        return sealed_request(content, ENCRYPT_KEY)
+        return sealed_request(content, self.encrypt_key)
 
     def event(self) -> dict[str, Any]:
-        return load_event("text_group.json", app_id=self.fb.fake.app_id, token=VERIFICATION_TOKEN)
+        return load_event("text_group.json", app_id=self.app_id, token=self.verification_token)
 
 
 @dataclass
@@ -57,7 +59,7 @@ class FeishuPlatform:
 
     @property
     def webhook(self) -> FeishuWebhook | None:
-        return FeishuWebhook(self.fb) if self.mode == "webhook" else None
+        return FeishuWebhook(self.fb.fake.app_id) if self.mode == "webhook" else None
 
     @property
     def secrets(self) -> tuple[str, ...]:
