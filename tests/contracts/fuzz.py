@@ -7,10 +7,11 @@ stores nothing, no secret in any answer; and over the run: no ERROR line or trac
 log, a bounded number of log lines.
 
 A platform's webhook is described by a ``SignedRoute``: how to sign an arbitrary body and how to
-seal (encrypt and sign) arbitrary content, as the platform would, plus a well-formed event to
-break. ``webhook_requests`` then generates what an attacker and a broken client send:
-unsigned garbage, validly signed garbage, sealed garbage, authentic events with fields of the
-wrong type, deeply nested JSON and bodies over the size limit (declared or chunked).
+seal (encrypt and sign) arbitrary content, as the platform would (signatures in headers or in
+the query), plus a well-formed event to break and how it is written (JSON, XML).
+``webhook_requests`` then generates what an attacker and a broken client send: unsigned
+garbage, validly signed garbage, sealed garbage, authentic events with fields of the wrong type,
+deeply nested JSON and bodies over the size limit (declared or chunked).
 """
 
 from __future__ import annotations
@@ -59,10 +60,27 @@ class FuzzRequest:
     headers: dict[str, str] = field(default_factory=dict)
     path: str = ""  # a path of its own (GET routes with ids); "" for the route's path
     chunked: bool = False  # sent without a Content-Length, in pieces
+    query: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # hypothesis prints failing examples: keep them readable
         body = self.body if len(self.body) <= 300 else self.body[:300] + b"..."
-        return f"FuzzRequest({self.kind!r}, {body!r}, {self.headers!r}, {self.path!r})"
+        return (
+            f"FuzzRequest({self.kind!r}, {body!r}, {self.headers!r}, {self.path!r}, "
+            f"{self.query!r})"
+        )
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A request as the platform sends it: the body, and the signature (timestamp, nonce...)
+    in headers or in the query."""
+
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+    def request(self, kind: str) -> FuzzRequest:
+        return FuzzRequest(kind, self.body, self.headers, query=self.query)
 
 
 class SignedRoute(Protocol):
@@ -70,18 +88,23 @@ class SignedRoute(Protocol):
 
     path: str
     header_names: list[str]  # the headers the route reads (signature, timestamp...)
+    query_names: list[str]  # the query parameters it reads
 
-    def sign(self, body: bytes) -> dict[str, str]:
-        """Authentic headers (signature, timestamp...) for any body, garbage included."""
+    def sign(self, body: bytes) -> Signed:
+        """An authentic signature for any body, garbage included (as far as the platform's
+        signature covers the body)."""
         ...
 
-    def seal(self, content: bytes) -> tuple[dict[str, str], bytes]:
-        """Headers and body of an authentic request carrying ``content`` (encrypted and
-        signed, as the platform does)."""
+    def seal(self, content: bytes) -> Signed:
+        """An authentic request carrying ``content``, encrypted and signed."""
         ...
 
     def event(self) -> dict[str, Any]:
         """A well-formed event (fresh ids), for the fuzzer to break."""
+        ...
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        """An event as the platform writes it (JSON, or XML), before it is sealed."""
         ...
 
 
@@ -89,6 +112,12 @@ def headers(names: list[str]) -> st.SearchStrategy[dict[str, str]]:
     """Random headers, among them ones the route reads (``names``)."""
     name = st.sampled_from([*names, "content-type", "authorization", "x-forwarded-for"])
     return st.dictionaries(name | st.from_regex(r"\Ax-[a-z]{1,8}\Z"), HEADER_TEXT, max_size=5)
+
+
+def query(names: list[str]) -> st.SearchStrategy[dict[str, str]]:
+    """Random query parameters, among them ones the route reads (``names``)."""
+    name = st.sampled_from(names) if names else st.text(max_size=8)
+    return st.dictionaries(name | st.text(max_size=8), st.text(max_size=40), max_size=4)
 
 
 def nested(depth: st.SearchStrategy[int]) -> st.SearchStrategy[bytes]:
@@ -156,22 +185,17 @@ def webhook_requests(
 ) -> st.SearchStrategy[FuzzRequest]:
     """Everything but an authentic, well-formed event."""
     unsigned = st.builds(
-        lambda body, sent: FuzzRequest("unsigned", body, sent),
+        lambda body, sent, params: FuzzRequest("unsigned", body, sent, query=params),
         garbage(limit),
         headers(route.header_names),
+        query(route.query_names),
     )
-    signed = garbage(limit).map(lambda body: FuzzRequest("signed garbage", body, route.sign(body)))
-    sealed = garbage(limit).map(
-        lambda content: FuzzRequest("sealed garbage", *_flip(route.seal(content)))
-    )
+    signed = garbage(limit).map(lambda body: route.sign(body).request("signed garbage"))
+    sealed = garbage(limit).map(lambda content: route.seal(content).request("sealed garbage"))
     wrong = broken(route.event).map(
-        lambda event: FuzzRequest("wrong types", *_flip(route.seal(json.dumps(event).encode())))
+        lambda event: route.seal(route.encode(event)).request("wrong types")
     )
     return st.one_of(unsigned, signed, sealed, wrong, oversized(limit))
-
-
-def _flip(sealed: tuple[dict[str, str], bytes]) -> tuple[bytes, dict[str, str]]:
-    return sealed[1], sealed[0]
 
 
 @dataclass
@@ -261,7 +285,11 @@ async def fuzz(
         content: Any = _pieces(request.body) if request.chunked else request.body
         try:
             response = await client.request(
-                method, request.path or path, content=content, headers=request.headers
+                method,
+                request.path or path,
+                content=content,
+                headers=request.headers,
+                params=request.query,
             )
         except httpx.TransportError:
             # Over a real connection, a server that refused an oversized body may close the

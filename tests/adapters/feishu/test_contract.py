@@ -22,6 +22,7 @@ from tests.adapters.feishu.fake_feishu import (
     signed_request,
 )
 from tests.contracts.adapter import AdapterContract, MakePlatform
+from tests.contracts.fuzz import Signed
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +43,20 @@ class FeishuWebhook:
         ]
     )
 
-    def sign(self, body: bytes) -> dict[str, str]:
-        return signed_headers(body, self.encrypt_key)
+    query_names: list[str] = field(default_factory=list)
 
-    def seal(self, content: bytes) -> tuple[dict[str, str], bytes]:
-        return sealed_request(content, self.encrypt_key)
+    def sign(self, body: bytes) -> Signed:
+        return Signed(body, signed_headers(body, self.encrypt_key))
+
+    def seal(self, content: bytes) -> Signed:
+        headers, body = sealed_request(content, self.encrypt_key)
+        return Signed(body, headers)
 
     def event(self) -> dict[str, Any]:
         return load_event("text_group.json", app_id=self.app_id, token=self.verification_token)
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        return json.dumps(event).encode()
 
 
 @dataclass
