@@ -164,7 +164,9 @@ async def main() -> None:
                     report.log_lines = len(log) - access
                     report.warnings = sum(" WARNING " in line for line in log)
                     report.noisy_lines = [
-                        line for line in log if " ERROR " in line or "Traceback" in line
+                        line
+                        for line in log
+                        if " ERROR " in line or "Traceback (most recent call last)" in line
                     ]
                     try:
                         report.assert_quiet()

@@ -106,12 +106,24 @@ class BodyLimit:
                 raise
 
 
-class RefusalLog:
-    """Logs refusals at WARNING, a bounded number a minute; ``what`` names the route
-    ("feishu webhook", "admin")."""
+def stale_timestamp(stamp: str, window: float) -> str | None:
+    """Why a request's timestamp (Unix seconds, as the platform signs it) is refused, or None:
+    not plain digits ("nan", "1e9", "-5", "²" all pass ``float`` or ``isdigit``), or further than
+    ``window`` seconds from now (a replay)."""
+    if not re.fullmatch(r"[0-9]{1,12}", stamp):
+        return "bad timestamp"
+    age = time.time() - int(stamp)
+    if abs(age) > window:
+        return f"stale request: timestamp {age:+.0f}s from now, outside the {window:g}s window"
+    return None
 
-    def __init__(self, what: str, burst: int = LOG_BURST) -> None:
-        self.what = what
+
+class RefusalLog:
+    """Logs refusals at WARNING, a bounded number a minute: "<platform> <what>: refused a
+    request from <client>: <reason>"."""
+
+    def __init__(self, platform: str, what: str = "webhook", burst: int = LOG_BURST) -> None:
+        self.what = f"{platform} {what}"
         self.burst = burst
         self._lock = threading.Lock()
         self._window = 0.0

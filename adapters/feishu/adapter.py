@@ -30,9 +30,7 @@ import functools
 import hashlib
 import json
 import logging
-import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +64,7 @@ from adapters.common.webhook import (
     RefusalLog,
     read_body,
     refusal,
+    stale_timestamp,
 )
 from adapters.feishu.format import (
     RATE_LIMIT_CODES,
@@ -153,7 +152,7 @@ class FeishuAdapter(Adapter):
         self._bridge = StoreBridge(self.name)
         self._seen_events = RecentMap(SEEN_EVENTS)
         self._texts = RecentMap(KNOWN_TEXTS)  # message id -> text, for quoted replies
-        self._log_refusal = RefusalLog("feishu webhook")
+        self._log_refusal = RefusalLog(self.name)
         self._websocket: _WebsocketThread | None = None
         self._webhook_pool: ThreadPoolExecutor | None = None
         self._token_pool = ThreadPoolExecutor(1, "feishu-token")
@@ -307,7 +306,7 @@ class FeishuAdapter(Adapter):
         nonce, signature = headers.get("X-Lark-Request-Nonce"), headers.get("X-Lark-Signature")
         signed = bool(stamp and nonce and signature)
         if signed:
-            problem = self._stale(str(stamp))
+            problem = stale_timestamp(str(stamp), self.settings.replay_window_seconds)
             if problem:
                 return {}, b"", problem
             raw = lark.RawRequest()
@@ -334,15 +333,6 @@ class FeishuAdapter(Adapter):
         if not encrypted:
             return {}, b"", "an event that is not encrypted"
         return event, plaintext, ""
-
-    def _stale(self, stamp: str) -> str | None:
-        if not re.fullmatch(r"[0-9]{1,12}", stamp):  # not "nan", "1e9", "-5" or "١٢"
-            return "bad X-Lark-Request-Timestamp"
-        age = time.time() - int(stamp)
-        window = self.settings.replay_window_seconds
-        if abs(age) > window:
-            return f"stale request: timestamp {age:+.0f}s from now, outside the {window:g}s window"
-        return None
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -273,7 +273,12 @@ async def fuzz(
     loop = asyncio.get_running_loop()
     report = FuzzReport(f"{method} {path}")
     if isinstance(app, str):
-        client = httpx.AsyncClient(base_url=app, timeout=60, headers=default_headers)
+        # A connection per request: a kept-alive one the server closed while the (loaded)
+        # machine stalled fails the next request on the client's side, not the server's.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        client = httpx.AsyncClient(
+            base_url=app, timeout=60, headers=default_headers, limits=no_reuse
+        )
     else:
         transport = httpx.ASGITransport(app=app, client=CLIENT)
         client = httpx.AsyncClient(
