@@ -61,20 +61,22 @@ class Recovery:
 
     async def resume(self) -> int:
         """At start-up: every unfinished message (nothing is in flight yet)."""
-        return await self._pick_up(timedelta(0), "a restart")
+        return await self._pick_up(None, "a restart")
 
     async def sweep(self) -> int:
         """The scheduled backstop: messages stuck in one status longer than
         ``queue.stuck_after_seconds`` and not in flight here. Returns how many were picked up."""
         return await self._pick_up(timedelta(seconds=self.settings.stuck_after_seconds), "")
 
-    async def _pick_up(self, idle: timedelta, cause: str) -> int:
+    async def _pick_up(self, idle: timedelta | None, cause: str) -> int:
+        """Pick up the unfinished messages not in flight here and, unless ``idle`` is None,
+        unchanged for at least that long."""
         now = self.clock()
         max_age = timedelta(minutes=self.settings.resume_max_age_minutes)
         picked = 0
         for item in await self.db.run(repo.unfinished_messages, self.platforms):
             stuck = now - item.updated_at
-            if self.in_flight(item.id) or stuck < idle:
+            if self.in_flight(item.id) or (idle is not None and stuck < idle):
                 continue
             held = item.status == MessageStatus.REPLYING and item.reply_status == ReplyStatus.HELD
             if held and item.reply_id in self.holds:

@@ -97,7 +97,7 @@ class StoreBridge:
         try:
             return future.result(timeout=self.timeout)
         except BaseException as exc:
-            log.error(
+            log.warning(
                 "%s: reaction to %s not stored (%s); the platform will redeliver it",
                 self.platform,
                 reaction.message_id,

@@ -207,9 +207,7 @@ class FeishuAdapter(Adapter):
         except Exception as exc:  # garbage the SDK let through: ids of the wrong type...
             parsed, event_id = Malformed(f"{type(exc).__name__}: {exc}"[:200]), ""
         if isinstance(parsed, Malformed):
-            if self.settings.mode == "webhook":
-                raise MalformedEvent(parsed.reason)
-            log.warning("feishu: dropped an event that cannot be read: %s", parsed.reason)
+            self._malformed(parsed.reason)
             return
         if event_id and event_id in self._seen_events:
             log.debug("feishu: event %s seen already", event_id)
@@ -224,23 +222,30 @@ class FeishuAdapter(Adapter):
             self._seen_events.put(event_id)
 
     def _on_reaction_event(self, data: P2ImMessageReactionCreatedV1) -> None:
-        """A reaction to a message: feedback when it is a thumbs up or down on the bot's."""
-        envelope = json.loads(lark.JSON.marshal(data) or "{}")
-        event_id = str((envelope.get("header") or {}).get("event_id") or "")
+        """A reaction to a message: feedback when it is a thumbs up or down on the bot's.
+        Raises like ``_on_message_event``."""
+        try:
+            envelope = json.loads(lark.JSON.marshal(data) or "{}")
+            event_id = str((envelope.get("header") or {}).get("event_id") or "")
+            parsed = parse_reaction_event(envelope, self._positive, self._negative)
+        except Exception as exc:
+            self._malformed(f"a reaction: {type(exc).__name__}: {exc}"[:200])
+            return
         if event_id and event_id in self._seen_events:
             return
-        parsed = parse_reaction_event(envelope, self._positive, self._negative)
         if isinstance(parsed, Skipped):
             log.debug("feishu: reaction event %s skipped: %s", event_id or "?", parsed.reason)
         else:
-            try:
-                self._bridge.react(parsed)
-            except StoreFailed:
-                if self.settings.mode == "websocket":
-                    raise
-                return
+            self._bridge.react(parsed)  # StoreFailed: the SDK (websocket) or we (webhook) say so
         if event_id:
             self._seen_events.put(event_id)
+
+    def _malformed(self, reason: str) -> None:
+        """An authentic event that cannot be read: refused (400) in webhook mode; acked and
+        dropped over the websocket, where an error would make Feishu send it again forever."""
+        if self.settings.mode == "webhook":
+            raise MalformedEvent(reason)
+        log.warning("feishu: dropped an event that cannot be read: %s", reason)
 
     async def webhook(self, request: Request) -> Response:
         """Event callbacks in webhook mode. Refusals store nothing and say nothing about why:
