@@ -268,3 +268,30 @@ async def test_a_write_that_finds_the_database_locked_is_tried_again(
     assert view["status"] == "answered" and len(adapter.sent) == 1
     [line, *_] = [r for r in caplog.records if "database locked" in r.getMessage()]
     assert "insert_message" in line.getMessage() and line.exc_info is None
+
+
+async def test_a_reply_held_for_a_human_is_not_swept_while_its_timer_runs(
+    config: Config, bot_factory: Callable[..., Any]
+) -> None:
+    """A hold (humans first) may last longer than the stuck threshold: the sweep leaves a
+    held reply on its timer alone, and schedules one whose timer was lost, never posts it."""
+    adapter = RecordingAdapter()
+    bot: Bot = await bot_factory(config, [adapter], ScriptedChatModel("an answer"))
+    clock = Clock()
+    bot.recovery.clock = clock
+    db = bot.db
+    stored = db.run_sync(repo.insert_message, make_message(text="held question"))
+    until = utcnow() + timedelta(hours=1)
+    reply_id = db.run_sync(
+        repo.store_reply, stored.id, Reply(text="held answer"), "answered", [], not_before=until
+    )
+    bot.holds.schedule(stored.id, reply_id, until)
+    clock.advance(10 * STUCK_AFTER)
+    assert await bot.recovery.sweep() == 0  # on its timer here
+
+    bot.holds.cancel()  # the timer is lost (its release failed, say)
+    assert await bot.recovery.sweep() == 1  # scheduled again for its time
+    assert reply_id in bot.holds
+    await bot.join()
+    assert adapter.sent == []  # still held: not posted before its time
+    assert db.run_sync(repo.message_view, stored.id)["status"] == "replying"
