@@ -46,14 +46,8 @@ class Message:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        for name in ("platform", "conversation_id", "platform_message_id", "sender_id"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
-                raise InvalidMessage(
-                    f"{name} must be a string of at most {MAX_ID_CHARS} characters, "
-                    f"got {type(value).__name__}"
-                    + (f" of {len(value)}" if isinstance(value, str) else "")
-                )
+        ids = ("platform", "conversation_id", "platform_message_id", "sender_id")
+        _check_ids(self, *ids, "reply_to", "thread_root")
         for name in ("platform", "conversation_id", "platform_message_id"):
             if not getattr(self, name):
                 raise InvalidMessage(f"{name} is empty")
@@ -74,6 +68,22 @@ class Reaction:
     user_id: str
     rating: int
     emoji: str = ""
+
+    def __post_init__(self) -> None:
+        _check_ids(self, "platform", "message_id", "user_id", "emoji")
+
+
+def _check_ids(item: object, *names: str) -> None:
+    """Ids are strings the store can keep (String(255) columns): garbage an adapter read from
+    a platform's event is refused, instead of failing the insert on every redelivery."""
+    for name in names:
+        value = getattr(item, name)
+        if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
+            raise InvalidMessage(
+                f"{name} must be a string of at most {MAX_ID_CHARS} characters, "
+                f"got {type(value).__name__}"
+                + (f" of {len(value)}" if isinstance(value, str) else "")
+            )
 
 
 @dataclass(frozen=True, slots=True)

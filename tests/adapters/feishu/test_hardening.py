@@ -96,8 +96,19 @@ async def test_no_padding_oracle(
         {"message_id": "om_" + "x" * 300},
         {"sender_id": {"open_id": {"nested": True}}},
         {"mentions": [{"key": "@_user_1", "id": ["ou_1"], "name": "x"}]},
+        {"parent_id": {"id": "om_1"}},
+        {"root_id": ["om_1"]},
     ],
-    ids=["list-id", "dict-id", "list-chat", "long-id", "dict-sender", "list-mention-id"],
+    ids=[
+        "list-id",
+        "dict-id",
+        "list-chat",
+        "long-id",
+        "dict-sender",
+        "list-mention-id",
+        "dict-parent",
+        "list-root",
+    ],
 )
 async def test_authentic_events_with_garbage_are_refused_once_not_retried_forever(
     feishu_bot: MakeFeishuBot, caplog: pytest.LogCaptureFixture, garbage: dict[str, Any]
