@@ -79,7 +79,9 @@ class Memory:
 def credentials() -> st.SearchStrategy[FuzzRequest]:
     scheme = st.sampled_from(["Bearer", "Basic", "bearer", "Token", ""])
     value = st.builds(lambda s, v: f"{s} {v}".strip(), scheme, HEADER_TEXT) | HEADER_TEXT
-    return value.map(lambda v: FuzzRequest("credentials", headers={"Authorization": v}, path="/"))
+    return value.map(
+        lambda v: FuzzRequest("credentials", headers={"Authorization": v}, path="/console/log")
+    )
 
 
 async def main() -> None:
@@ -94,7 +96,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with fake.running():
             port = free_port()
-            os.environ["HXD_ADMIN_TOKEN"] = TOKEN
+            os.environ["HUIXIANGDOU_ADMIN_TOKEN"] = TOKEN
             os.environ["FEISHU_APP_SECRET"] = fake.app_secret
             config = daemon_config(
                 Path(tmp),
@@ -102,7 +104,7 @@ async def main() -> None:
                 pipeline=["tests.plugins:StaySilent"],
                 # A remote model that is never called: no weights to load at start-up.
                 llm={"backend": "openai", "remote": {"base_url": "http://127.0.0.1:9/v1"}},
-                server={"port": port, "admin_token": "${HXD_ADMIN_TOKEN}"},
+                server={"port": port, "admin_token": "${HUIXIANGDOU_ADMIN_TOKEN}"},
                 adapters={
                     "feishu": {
                         "app_id": fake.app_id,
@@ -132,7 +134,7 @@ async def main() -> None:
                 "message": ("GET", "/api/messages/{id}", message_paths()),
                 "healthz": ("GET", "/healthz", plain_gets("/healthz")),
                 "metrics": ("GET", "/metrics", plain_gets("/metrics")),
-                "admin": ("GET", "/", credentials()),
+                "admin": ("GET", "/console/log", credentials()),
             }
             failed = False
             try:

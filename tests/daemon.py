@@ -25,7 +25,7 @@ def free_port() -> int:
 
 
 # With a real platform enabled, the admin pages (the playground's API, which the daemon tests
-# read messages' status from) need a token (bot/app/admin.py).
+# read messages' status from) need a token (bot/app/console/auth.py).
 ADMIN_TOKEN = "test-admin-token-8d2f6b1a9c"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -16,8 +16,8 @@ import click
 import httpx
 
 from bot.adapter import Adapter, Finding, build_adapters
-from bot.app.console.auth import AdminAccess
 from bot.app.cli_support import EXIT_CONFIG, config_option
+from bot.app.console.auth import AdminAccess
 from bot.app.services import build_services
 from bot.config import Config, ConfigError, load_config
 from bot.llm.gguf_info import GGUFInfo
@@ -135,12 +135,9 @@ def check_remote_model(checks: Checks, config: Config) -> None:
 
 
 def check_admin_access(checks: Checks, config: Config, adapters: list[Adapter]) -> None:
-    """Who can reach the playground (and later the admin console), and whether it is locked
-    because a token is needed and none is set."""
+    """Who can reach the admin pages (the console, the playground's API), and whether they
+    are locked because a token is needed and none is set."""
     server = config.server
-    if not any(adapter.admin_routes for adapter in adapters):
-        checks.ok("admin pages", "none enabled")
-        return
     access = AdminAccess.decide(server, adapters)
     if server.admin_port is None:
         where = f"{server.host}:{server.port} (with the webhooks)"

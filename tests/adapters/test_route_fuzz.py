@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = 1000
 TOKEN = "adm-7f3c9a1e5b2d4c6f8a0b"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 API_KEY = "sk-fuzz-5e1d0c9b8a7f"
 URL_KEY = "url-key-2b4d6f8a"
 SECRETS = (TOKEN, API_KEY, URL_KEY)
@@ -45,11 +46,13 @@ async def bot(
     bot_factory: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Bot:
-    """The playground alone, on loopback: its routes are open (no real platform), so the
-    generated requests reach the handlers. Secrets in the config, to look for in answers."""
+    """The playground alone, behind an admin token the fuzzer sends (unless a generated
+    request sets Authorization itself), so the generated requests reach the handlers from a
+    client beyond this machine. Secrets in the config, to look for in answers."""
     monkeypatch.setenv("LLM_API_KEY", API_KEY)
     config = config_factory(
         {
+            "server": {"admin_token": TOKEN},
             "pipeline": ["tests.plugins:StaySilent"],
             "llm": {
                 "remote": {
@@ -143,6 +146,7 @@ async def test_fuzzed_playground_messages(bot: Bot) -> None:
         examples=EXAMPLES,
         stored=lambda: stored_count(bot),
         secrets=SECRETS,
+        default_headers=AUTH,
     )
     report.assert_quiet()
     assert {202, 413, 422} <= set(report.statuses), report.summary()
@@ -156,6 +160,7 @@ async def test_fuzzed_reactions(bot: Bot) -> None:
         reactions(),
         examples=EXAMPLES,
         secrets=SECRETS,
+        default_headers=AUTH,
     )
     report.assert_quiet()
     assert set(report.statuses) <= {404, 413, 422}, report.summary()  # no reply to react to
@@ -170,7 +175,15 @@ async def test_fuzzed_reactions(bot: Bot) -> None:
     ],
 )
 async def test_fuzzed_reads(bot: Bot, path: str, requests: st.SearchStrategy[FuzzRequest]) -> None:
-    report = await fuzz(create_app(bot), "GET", path, requests, examples=EXAMPLES, secrets=SECRETS)
+    report = await fuzz(
+        create_app(bot),
+        "GET",
+        path,
+        requests,
+        examples=EXAMPLES,
+        secrets=SECRETS,
+        default_headers=AUTH,
+    )
     report.assert_quiet()
     # 307: a trailing "/"; 405: a path that normalises to the POST-only /api/messages
     assert set(report.statuses) <= {200, 307, 404, 405}, report.summary()
@@ -184,10 +197,12 @@ async def test_fuzzed_credentials_never_open_the_admin_pages(
     scheme = st.sampled_from(["Bearer", "Basic", "bearer", "Token", ""])
     authorization = st.builds(lambda s, v: f"{s} {v}".strip(), scheme, HEADER_TEXT) | HEADER_TEXT
     requests = st.builds(
-        lambda value: FuzzRequest("credentials", headers={"Authorization": value}, path="/"),
+        lambda value: FuzzRequest(
+            "credentials", headers={"Authorization": value}, path="/console/log"
+        ),
         authorization,
     )
-    report = await fuzz(create_app(bot), "GET", "/", requests, examples=EXAMPLES)
+    report = await fuzz(create_app(bot), "GET", "/console/log", requests, examples=EXAMPLES)
     assert set(report.statuses) == {401}, report.summary()
     assert report.noisy_lines == []
 
@@ -204,7 +219,8 @@ async def test_a_huge_body_is_refused_while_it_streams(bot: Bot, path: str, stat
     passes the limit (or never read, by a route that takes no body)."""
     app = create_app(bot)
     transport = httpx.ASGITransport(app=app, client=CLIENT)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bot.test") as client:
+    http = httpx.AsyncClient(transport=transport, base_url="http://bot.test", headers=AUTH)
+    async with http as client:
         tracemalloc.start()
         try:
             response = await client.post(path, content=_stream(100 << 20))
