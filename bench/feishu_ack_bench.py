@@ -78,7 +78,7 @@ async def run_mode(mode: str, args: argparse.Namespace, work: Path) -> None:
                 name=f"{mode}.yaml",
             )
         )
-        database = Database(config.database_url)
+        database = Database(config.database_url, config.database)
         database.upgrade()
         model = ScriptedChatModel("An answer.", delay=args.model_seconds)
         adapters = build_adapters(config)

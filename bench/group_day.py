@@ -238,7 +238,7 @@ async def run(args: argparse.Namespace, config: Config) -> None:
     started = time.perf_counter()
     await bot.start()
     print(f"set-up (index, gate, models): {time.perf_counter() - started:.1f} s", flush=True)
-    transport = httpx.ASGITransport(app=Starlette(routes=adapter.routes))
+    transport = httpx.ASGITransport(app=Starlette(routes=adapter.admin_routes))
     client = httpx.AsyncClient(transport=transport, base_url="http://playground", timeout=60)
 
     events = synthesize(args.groups, args.seed)

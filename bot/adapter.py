@@ -114,6 +114,9 @@ class Adapter(ABC):
 
     name: ClassVar[str]
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    # True for the local stand-ins (playground, console): no real platform's users and
+    # messages. A real one makes the admin token mandatory (bot/app/console/auth.py).
+    simulated: ClassVar[bool] = False
 
     def __init__(
         self, settings: AdapterSettings, environment: AdapterEnvironment | None = None
@@ -123,7 +126,15 @@ class Adapter(ABC):
 
     @property
     def routes(self) -> list[BaseRoute]:
-        """HTTP routes this adapter serves on the bot's ASGI app (webhooks, pages)."""
+        """Public HTTP routes this adapter serves on the bot's ASGI app (webhooks), each
+        authenticating its own requests (signatures) and bounding its bodies
+        (adapters.common.webhook)."""
+        return []
+
+    @property
+    def admin_routes(self) -> list[BaseRoute]:
+        """Routes for the operator (the playground's page and API): served behind the admin
+        token, and on ``server.admin_port`` when one is set."""
         return []
 
     @abstractmethod

@@ -46,6 +46,9 @@ class BotSettings(Section):
 
 class DatabaseSettings(Section):
     url: str = "sqlite:///{work_dir}/bot.db"
+    busy_timeout_seconds: float = Field(10.0, gt=0)
+    attempts: int = Field(3, ge=1)
+    threads: int = Field(4, ge=1)
 
 
 class QueueSettings(Section):
@@ -53,12 +56,20 @@ class QueueSettings(Section):
     max_pending_per_conversation: int = Field(100, ge=1)
     debounce_seconds: float = Field(1.0, ge=0)
     resume_max_age_minutes: float = Field(30, ge=0)
+    stuck_after_seconds: float = Field(300, gt=0)
+    sweep_interval_seconds: float = Field(60, gt=0)
 
 
 class OutboxSettings(Section):
     send_attempts: int = Field(4, ge=1)
     retry_initial_seconds: float = Field(1.0, ge=0)
     retry_max_seconds: float = Field(30.0, ge=0)
+
+
+def redact_url(url: str) -> str:
+    """The URL with a ``user:key@`` part masked (``https://***@host/v1``), for logs, traces,
+    doctor and /healthz: a key can hide in either half."""
+    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/?#]*@", r"\1***@", url)
 
 
 class RemoteLLMSettings(Section):
@@ -85,6 +96,11 @@ class RemoteLLMSettings(Section):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("expected an http(s) URL such as https://api.deepseek.com/v1")
         return value.rstrip("/")
+
+    @property
+    def safe_base_url(self) -> str:
+        """base_url with a credential in it (``https://user:key@host/v1``) masked."""
+        return redact_url(self.base_url)
 
 
 class RoutingSettings(Section):
@@ -128,8 +144,12 @@ class PromptSettings(Section):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
-    # Opens the admin console; without one it answers loopback clients only.
+    # The admin console and the playground's API: on the server above, or on a port of their
+    # own. The token opens them (bot/app/console/auth.py says when one is required).
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = Field(None, ge=1, le=65535)
     admin_token: SecretStr | None = None
+    max_body_bytes: int = Field(1 << 20, ge=1024)
 
     @property
     def token(self) -> str:
@@ -291,6 +311,8 @@ def _describe(error: dict[str, Any]) -> str:
         return "required key is missing"
     got = error.get("input")
     secret = any(_SECRET_KEY.search(str(part)) for part in error.get("loc", ()))
+    if isinstance(got, str):
+        got = redact_url(got)  # a URL with a key in it (base_url) must not reach the terminal
     shown = type(got).__name__ if secret or isinstance(got, dict | list) else repr(got)
     return f"{error['msg'].lower()}, got {shown}"
 

@@ -74,6 +74,10 @@ class Holds:
         self.judges = judges
         self._timers: dict[int, asyncio.TimerHandle] = {}
 
+    def __contains__(self, reply_id: object) -> bool:
+        """Whether the reply waits for its time on a timer here (the sweeper leaves it)."""
+        return reply_id in self._timers
+
     def schedule(self, message_id: int, reply_id: int, not_before: datetime) -> None:
         """Release the reply at ``not_before`` (measured on the bot's clock)."""
         delay = max(0.0, (not_before - self.clock()).total_seconds())

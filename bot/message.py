@@ -9,6 +9,14 @@ from typing import Any, Literal
 
 ConversationType = Literal["group", "p2p"]
 
+# The longest id the store keeps (String(255) columns): longer is not a platform's id.
+MAX_ID_CHARS = 255
+
+
+class InvalidMessage(ValueError):
+    """A Message with fields the core cannot store (an adapter read garbage): the adapter
+    refuses the event instead of failing to store it on every redelivery."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -37,6 +45,17 @@ class Message:
     thread_root: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    def __post_init__(self) -> None:
+        ids = ("platform", "conversation_id", "platform_message_id", "sender_id")
+        _check_ids(self, *ids, "reply_to", "thread_root")
+        for name in ("platform", "conversation_id", "platform_message_id"):
+            if not getattr(self, name):
+                raise InvalidMessage(f"{name} is empty")
+        if not isinstance(self.text, str) or not isinstance(self.sender_name, str):
+            raise InvalidMessage("text and sender_name must be strings")
+        if len(self.sender_name) > MAX_ID_CHARS:  # a display name: cut, not refused
+            object.__setattr__(self, "sender_name", self.sender_name[:MAX_ID_CHARS])
+
 
 @dataclass(frozen=True, slots=True)
 class Reaction:
@@ -49,6 +68,22 @@ class Reaction:
     user_id: str
     rating: int
     emoji: str = ""
+
+    def __post_init__(self) -> None:
+        _check_ids(self, "platform", "message_id", "user_id", "emoji")
+
+
+def _check_ids(item: object, *names: str) -> None:
+    """Ids are strings the store can keep (String(255) columns): garbage an adapter read from
+    a platform's event is refused, instead of failing the insert on every redelivery."""
+    for name in names:
+        value = getattr(item, name)
+        if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
+            raise InvalidMessage(
+                f"{name} must be a string of at most {MAX_ID_CHARS} characters, "
+                f"got {type(value).__name__}"
+                + (f" of {len(value)}" if isinstance(value, str) else "")
+            )
 
 
 @dataclass(frozen=True, slots=True)

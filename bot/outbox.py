@@ -45,6 +45,10 @@ class Outbox:
         self.clock = clock
         self.adapters_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resending: set[int] = set()  # message ids whose stored reply is being resent
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._resending
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a send (or a status write) in the background, keeping a reference to it."""
@@ -158,11 +162,29 @@ class Outbox:
                 [message_id], MessageStatus.FAILED, f"failed: send: {error}", trace
             )
 
-    async def resend(self, message_id: int, reply_id: int) -> None:
-        """Send a reply that was stored before a crash, as it was stored."""
-        message = await self.db.run(repo.load_message, message_id)
-        reply = await self.db.run(repo.load_reply, reply_id)
-        view = await self.outcomes.view(message_id)
-        trace = view["trace"] if view else []
-        decision = (view or {}).get("decision") or "answered"
-        await self.deliver(message_id, message, reply_id, reply, trace, decision)
+    def resend(self, message_id: int, reply_id: int, why: str) -> None:
+        """Send, in the background, a reply stored before a crash or a failed write, as it was
+        stored; ``why`` goes into the trace. Nothing happens if it is being resent already."""
+        if message_id in self._resending:
+            return
+        self._resending.add(message_id)
+        self.spawn(self._resend(message_id, reply_id, why))
+
+    async def _resend(self, message_id: int, reply_id: int, why: str) -> None:
+        try:
+            message = await self.db.run(repo.load_message, message_id)
+            reply = await self.db.run(repo.load_reply, reply_id)
+            view = await self.outcomes.view(message_id)
+            trace = [*(view["trace"] if view else []), recovered_step(why)]
+            decision = (view or {}).get("decision") or "answered"
+            await self.deliver(message_id, message, reply_id, reply, trace, decision)
+        except Exception:
+            # Left `replying`: the sweeper tries again later.
+            log.exception("message #%d: resending its stored reply failed", message_id)
+        finally:
+            self._resending.discard(message_id)
+
+
+def recovered_step(why: str) -> dict[str, Any]:
+    """The trace step that says a message was picked up again, and why."""
+    return TraceStep(name="recovered", verdict=why).to_dict()

@@ -159,15 +159,19 @@ async def _traced(middleware: Middleware, call_next: CallNext, ctx: TurnContext)
     ctx.trace.append(step)
     ctx._open_steps.append(step)
     inner_seconds = 0.0
+    inner_error: BaseException | None = None
 
     async def timed_next(next_ctx: TurnContext) -> Reply | None:
-        nonlocal inner_seconds
+        nonlocal inner_seconds, inner_error
         if step.verdict == "stopped":
             step.verdict = "pass"
         ctx._open_steps.append(_PAUSED)
         started = time.perf_counter()
         try:
             return await call_next(next_ctx)
+        except BaseException as exc:
+            inner_error = exc  # an inner middleware's error, marked on its own step
+            raise
         finally:
             inner_seconds += time.perf_counter() - started
             ctx._open_steps.pop()
@@ -176,7 +180,7 @@ async def _traced(middleware: Middleware, call_next: CallNext, ctx: TurnContext)
     try:
         return await middleware(ctx, timed_next)
     except Exception as exc:
-        if step.verdict in ("stopped", "pass"):
+        if exc is not inner_error and step.verdict in ("stopped", "pass"):
             step.verdict = f"error: {type(exc).__name__}: {exc}"
         raise
     finally:

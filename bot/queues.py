@@ -2,6 +2,9 @@
 
 A short debounce merges a burst of lines from one sender into a single question, the way people
 type in chat ("hi" / "how do I install mmdet" / "on windows").
+
+The queues know which messages they hold, waiting or being handled: queueing one of those again
+(a redelivery, the sweeper) does nothing, so a message is never handled twice at once here.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ log = logging.getLogger(__name__)
 class Queued:
     message_id: int
     sender_id: str
+    # Why it is queued again, when it is (a restart, a sweep): noted in its trace.
+    recovered: str = ""
 
 
 @dataclass
@@ -46,14 +51,22 @@ class ConversationQueues:
         self._semaphore = asyncio.Semaphore(max_concurrent)
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()  # message ids waiting or being handled
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._held
 
     def put(self, key: str, item: Queued) -> bool:
-        """Queue a message; False when this conversation already has too many waiting."""
+        """Queue a message (nothing to do if it is here already); False when this conversation
+        already has too many waiting."""
+        if item.message_id in self._held:
+            return True
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
         if len(lane.items) >= self._max_pending:
             return False
+        self._held.add(item.message_id)
         lane.items.append(item)
         lane.arrived.set()
         if lane.task is None:
@@ -99,6 +112,8 @@ class ConversationQueues:
                         await self._handler(burst)
                     except Exception:
                         log.exception("conversation %s: handler failed", key)
+                    finally:
+                        self._held.difference_update(item.message_id for item in burst)
         finally:
             lane.task = None
             if not lane.items and self._lanes.get(key) is lane:
@@ -114,3 +129,4 @@ class ConversationQueues:
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._lanes.clear()
+        self._held.clear()

@@ -67,6 +67,8 @@ class Bot:
             self._enqueue,
             settings,
             services.clock,
+            platforms=self.adapters,
+            in_flight=self.in_flight,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -77,7 +79,7 @@ class Bot:
         for pipeline in {id(p): p for p in self.pipelines.values()}.values():
             await pipeline.warm_up()
         if recover:
-            await self.recovery.resume(self.adapters)
+            await self.recovery.resume()
         for adapter in self.adapters.values():
             await adapter.start(self.inbox)
         self.outbox.adapters_ready.set()
@@ -103,10 +105,15 @@ class Bot:
         """Wait until every queued message and pending send is done (for tests and `ask`);
         held replies wait for their time (``release_held``)."""
         while True:
+            await self.inbox.join()
             await self.queues.join()
             if not self.outbox.busy:
                 return
             await self.outbox.join()
+
+    def in_flight(self, message_id: int) -> bool:
+        """Whether this worker holds the message: queued, in the pipeline, or being sent."""
+        return message_id in self.queues or message_id in self.outbox
 
     # -- queueing and handling ----------------------------------------------------------------
 
@@ -130,9 +137,11 @@ class Bot:
         return await self.holds.release_due(self.adapters)
 
     async def _handle(self, burst: list[Queued]) -> None:
-        ids = [item.message_id for item in burst]
+        resumed = {item.message_id: item.recovered for item in burst if item.recovered}
+        ids = await self.db.run(repo.claim, [item.message_id for item in burst], list(resumed))
+        if not ids:
+            return  # answered already (queued twice): nothing to do
         primary = ids[0]
-        await self.db.run(repo.set_status, ids, MessageStatus.PROCESSING)
         messages = [await self.db.run(repo.load_message, i) for i in ids]
         message = messages[0]
         history = await self.db.run(repo.recent_history, primary, HISTORY_TURNS)
@@ -144,6 +153,7 @@ class Bot:
             question="\n".join(m.text for m in messages),
             merged_message_ids=ids[1:],
             history=[HistoryTurn(sender, text, reply) for sender, text, reply in history],
+            trace=[TraceStep("recovered", verdict=resumed[i]) for i in ids if i in resumed],
         )
         if len(ids) > 1:
             await self.outcomes.finish(

@@ -105,7 +105,7 @@ async def bot_factory() -> AsyncIterator[Callable[..., Any]]:
         start: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> Bot:
-        database = Database(config.database_url)
+        database = Database(config.database_url, config.database)
         database.upgrade()
         services = build_services(config, llm=llm or ScriptedChatModel())
         if clock is not None:

@@ -24,10 +24,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def daemon_config(directory: Path, port: int, **sections: Any) -> Path:
+# With a real platform enabled, the admin pages (the playground's API, which the daemon tests
+# read messages' status from) need a token (bot/app/console/auth.py).
+ADMIN_TOKEN = "test-admin-token-8d2f6b1a9c"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def daemon_config(
+    directory: Path, port: int, *, admin_token: bool = False, **sections: Any
+) -> Path:
+    server: dict[str, Any] = {"host": "127.0.0.1", "port": port}
+    if admin_token:
+        server["admin_token"] = ADMIN_TOKEN
     data: dict[str, Any] = {
         "bot": {"work_dir": str(directory / "work")},
-        "server": {"host": "127.0.0.1", "port": port},
+        "server": server,
         "queue": {"debounce_seconds": 0},
         "llm": {"max_tokens": 24, "n_ctx": 1024},
         "logging": {"level": "INFO"},

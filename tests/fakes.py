@@ -107,8 +107,14 @@ class RecordingAdapter:
         self.sent: list[tuple[Any, Any]] = []
         self.attempts = 0
 
+    simulated = True
+
     @property
     def routes(self) -> list[Any]:
+        return []
+
+    @property
+    def admin_routes(self) -> list[Any]:
         return []
 
     async def start(self, inbox: Any) -> None:

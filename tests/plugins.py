@@ -128,3 +128,12 @@ class Stop(BaseMiddleware[StopOptions]):
         if self.options.marker in ctx.question:
             return ctx.ignore(self.options.reason)
         return await call_next(ctx)
+
+
+class StaySilent(BaseMiddleware[BaseModel]):
+    """Ignores every message: for tests that store many messages and need no answers."""
+
+    name = "stay_silent"
+
+    async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
+        return ctx.ignore("silent")

@@ -4,7 +4,12 @@ Platform SDKs call our handler on threads of their own (a websocket loop, a webh
 The handler hands the Message to the inbox on the core's loop and waits only until it is
 persisted (milliseconds), so the platform gets its ack long before any answer exists, and a
 message is never acked before it is safe. If storing fails or takes too long the handler
-raises, the SDK answers with an error, and the platform redelivers; the inbox dedupes.
+raises StoreFailed, the SDK (or the webhook route: 503) answers with an error, and the platform
+redelivers. The inbox goes on storing and queueing after we stop waiting, and dedupes the
+redelivery; a message stored but not queued is queued by its redelivery or by the sweeper.
+
+What an adapter calls: ``StoreBridge(platform)``, ``attach(inbox, loop)`` in ``start``, and
+``store(message)`` from the SDK's thread (catch StoreFailed and make the SDK answer an error).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class StoreBridge:
             # The inbox finishes storing and queueing even when we stop waiting (it is
             # shielded), so a redelivery finds the message stored and queued.
             self._local.failed = True
-            log.error(
+            log.warning(
                 "%s: message %s not confirmed (%s: %s); the platform will redeliver it",
                 self.platform,
                 message.platform_message_id,
@@ -92,7 +97,7 @@ class StoreBridge:
         try:
             return future.result(timeout=self.timeout)
         except BaseException as exc:
-            log.error(
+            log.warning(
                 "%s: reaction to %s not stored (%s); the platform will redeliver it",
                 self.platform,
                 reaction.message_id,

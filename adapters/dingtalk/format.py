@@ -13,7 +13,7 @@ from dingtalk_stream import ChatbotMessage
 
 from adapters.common.parts import Part, render_markdown
 from bot.adapter import REPLY_EXPIRES_AT
-from bot.message import ConversationType, Message, utcnow
+from bot.message import ConversationType, InvalidMessage, Message, utcnow
 
 PLATFORM = "dingtalk"
 SINGLE_CHAT, GROUP_CHAT = "1", "2"
@@ -123,18 +123,21 @@ def parse_callback(data: Any) -> Message | Skipped | Malformed:
     expires = _millis(message.session_webhook_expired_time)
     if message.session_webhook and expires is not None:
         raw[REPLY_EXPIRES_AT] = expires.isoformat()
-    return Message(
-        platform=PLATFORM,
-        conversation_id=message.conversation_id,
-        conversation_type=chat_type,
-        sender_id=message.sender_staff_id or message.sender_id or "",
-        sender_name=message.sender_nick or "",
-        text=text.strip(),
-        platform_message_id=message.message_id,
-        mentioned_bot=mentioned,
-        sent_at=_millis(message.create_at) or utcnow(),
-        raw=raw,
-    )
+    try:
+        return Message(
+            platform=PLATFORM,
+            conversation_id=message.conversation_id,
+            conversation_type=chat_type,
+            sender_id=message.sender_staff_id or message.sender_id or "",
+            sender_name=message.sender_nick or "",
+            text=text.strip(),
+            platform_message_id=message.message_id,
+            mentioned_bot=mentioned,
+            sent_at=_millis(message.create_at) or utcnow(),
+            raw=raw,
+        )
+    except InvalidMessage as exc:  # ids of another type, or too long to be DingTalk's
+        return Malformed(str(exc))
 
 
 # -- sending ----------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ Receiving, in one of two modes (``adapters.feishu.mode``):
 
 - ``websocket`` (default, no public URL): ``lark.ws.Client`` in a thread of its own; the SDK
   acks each event frame after our handler returns.
-- ``webhook``: ``EventDispatcherHandler.do`` (synchronous: decryption, token and signature
-  checks) runs in a worker thread behind a Starlette route, with a timestamp replay window in
-  front of it, which the SDK lacks.
+- ``webhook``: a Starlette route checks the timestamp (a replay window the SDK lacks) and the
+  signature before anything is decrypted, then the token, with the SDK's own primitives, in a
+  worker thread; only an authentic event reaches the SDK's dispatcher. Every refusal gets the
+  same answer (adapters.common.webhook), so the webhook is no padding oracle.
 
 Either way the handler runs on an SDK thread and stores the message through the shared
 store-then-ack bridge (adapters.common.bridge) before the SDK acks. The inbox's unique key
@@ -16,17 +17,20 @@ the obvious repeats.
 Sending: ``lark.Client`` async calls (``areply`` under the question, in a thread in groups;
 ``acreate`` when there is nothing to reply to), as `post` rich text with the citations, split
 into parts, each with a ``uuid`` derived from our ids so a retried send is not posted twice.
+The tenant token is fetched (blocking ``requests`` inside the SDK) in a thread of its own, one
+fetch at a time shared by every waiting send, and handed to each call, so the SDK never fetches
+one on the event loop and a slow token endpoint cannot starve anything else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +47,7 @@ from lark_oapi.api.im.v1 import (
     ReplyMessageRequest,
     ReplyMessageRequestBody,
 )
-from lark_oapi.core.exception import ObtainAccessTokenException
+from lark_oapi.core.exception import EventException, ObtainAccessTokenException
 from lark_oapi.core.token import TokenManager
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,11 +64,13 @@ from adapters.common.webhook import (
     RefusalLog,
     read_body,
     refusal,
+    stale_timestamp,
 )
 from adapters.feishu.format import (
     RATE_LIMIT_CODES,
     TOKEN_INVALID_CODES,
     TOO_LONG_CODES,
+    Malformed,
     Skipped,
     parse_message_event,
     parse_reaction_event,
@@ -80,8 +86,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BOT_INFO_URI = "/open-apis/bot/v3/info"
-# Webhook handlers wait on the inbox, which stores through the default executor: they get a
-# pool of their own so a burst of callbacks cannot starve it.
+# Webhook handlers block while the inbox stores the event: a pool of their own, so a burst of
+# callbacks cannot starve anything else.
 WEBHOOK_THREADS = 8
 SEEN_EVENTS = 4096
 KNOWN_TEXTS = 2048
@@ -89,6 +95,12 @@ KNOWN_TEXTS = 2048
 # The SDK's websocket client schedules everything on one module-level loop: only one of them
 # can run per process.
 _websocket_lock = threading.Lock()
+
+
+class MalformedEvent(Exception):
+    """An authentic event the adapter cannot read (ids of the wrong type...): refused with 400
+    in webhook mode, acknowledged and dropped in websocket mode (or Feishu redelivers it
+    forever); logged once either way."""
 
 
 class FeishuError(Exception):
@@ -121,6 +133,7 @@ class FeishuAdapter(Adapter):
             .domain(settings.domain)
             .timeout(settings.request_timeout_seconds)
             .log_level(lark.LogLevel.WARNING)
+            .enable_set_token(True)  # we fetch the token (see _tenant_token) and pass it in
             .build()
         )
         self.dispatcher = (
@@ -142,6 +155,8 @@ class FeishuAdapter(Adapter):
         self._log_refusal = RefusalLog(self.name)
         self._websocket: _WebsocketThread | None = None
         self._webhook_pool: ThreadPoolExecutor | None = None
+        self._token_pool = ThreadPoolExecutor(1, "feishu-token")
+        self._token_fetch: asyncio.Future[str] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -177,55 +192,66 @@ class FeishuAdapter(Adapter):
         if self._webhook_pool is not None:
             self._webhook_pool.shutdown(wait=False, cancel_futures=True)
             self._webhook_pool = None
+        self._token_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- receiving ----------------------------------------------------------------------------
 
     def _on_message_event(self, data: P2ImMessageReceiveV1) -> None:
-        """Called by the SDK on its own thread (websocket loop, or a webhook worker)."""
-        envelope = json.loads(lark.JSON.marshal(data) or "{}")
-        event_id = str((envelope.get("header") or {}).get("event_id") or "")
+        """Called by the SDK on its own thread (websocket loop, or a webhook worker). Raises
+        StoreFailed when the inbox could not store the message (the platform must redeliver),
+        and in webhook mode MalformedEvent for an event that cannot be read."""
+        try:
+            envelope = json.loads(lark.JSON.marshal(data) or "{}")
+            event_id = str((envelope.get("header") or {}).get("event_id") or "")
+            parsed = parse_message_event(envelope, self.bot_open_id, self._texts.get)
+        except Exception as exc:  # garbage the SDK let through: ids of the wrong type...
+            parsed, event_id = Malformed(f"{type(exc).__name__}: {exc}"[:200]), ""
+        if isinstance(parsed, Malformed):
+            self._malformed(parsed.reason)
+            return
         if event_id and event_id in self._seen_events:
             log.debug("feishu: event %s seen already", event_id)
             return
-        parsed = parse_message_event(envelope, self.bot_open_id, self._texts.get)
         if isinstance(parsed, Skipped):
             log.info("feishu: event %s skipped: %s", event_id or "?", parsed.reason)
         else:
             if parsed.text:
                 self._texts.put(parsed.platform_message_id, parsed.text)
-            try:
-                self._bridge.store(parsed)
-            except StoreFailed:
-                if self.settings.mode == "websocket":
-                    raise  # the SDK acks with an error code: Feishu redelivers
-                return  # the webhook answers 503 (failed_on_this_thread), logged once
+            self._bridge.store(parsed)  # StoreFailed: the SDK (websocket) or we (webhook) say so
         if event_id:
             self._seen_events.put(event_id)
 
     def _on_reaction_event(self, data: P2ImMessageReactionCreatedV1) -> None:
-        """A reaction to a message: feedback when it is a thumbs up or down on the bot's."""
-        envelope = json.loads(lark.JSON.marshal(data) or "{}")
-        event_id = str((envelope.get("header") or {}).get("event_id") or "")
+        """A reaction to a message: feedback when it is a thumbs up or down on the bot's.
+        Raises like ``_on_message_event``."""
+        try:
+            envelope = json.loads(lark.JSON.marshal(data) or "{}")
+            event_id = str((envelope.get("header") or {}).get("event_id") or "")
+            parsed = parse_reaction_event(envelope, self._positive, self._negative)
+        except Exception as exc:
+            self._malformed(f"a reaction: {type(exc).__name__}: {exc}"[:200])
+            return
         if event_id and event_id in self._seen_events:
             return
-        parsed = parse_reaction_event(envelope, self._positive, self._negative)
         if isinstance(parsed, Skipped):
             log.debug("feishu: reaction event %s skipped: %s", event_id or "?", parsed.reason)
         else:
-            try:
-                self._bridge.react(parsed)
-            except StoreFailed:
-                if self.settings.mode == "websocket":
-                    raise
-                return
+            self._bridge.react(parsed)  # StoreFailed: the SDK (websocket) or we (webhook) say so
         if event_id:
             self._seen_events.put(event_id)
 
+    def _malformed(self, reason: str) -> None:
+        """An authentic event that cannot be read: refused (400) in webhook mode; acked and
+        dropped over the websocket, where an error would make Feishu send it again forever."""
+        if self.settings.mode == "webhook":
+            raise MalformedEvent(reason)
+        log.warning("feishu: dropped an event that cannot be read: %s", reason)
+
     async def webhook(self, request: Request) -> Response:
         """Event callbacks in webhook mode. Refusals store nothing and say nothing about why:
-        400 for a body that is not a JSON object, 401 for anything that fails authentication,
-        413 for a body over 1 MiB, 503 when the inbox could not store the event (Feishu
-        retries)."""
+        400 for a body that is not a JSON object or an authentic event that cannot be read,
+        401 for anything that fails authentication, 413 for a body over 1 MiB, 503 when the
+        inbox could not store the event (Feishu retries)."""
         try:
             body = await read_body(request)
         except BodyTooLarge as exc:
@@ -236,89 +262,82 @@ class FeishuAdapter(Adapter):
         headers = {_recase(key): value for key, value in request.headers.items()}
         loop = asyncio.get_running_loop()
         status, content, reason = await loop.run_in_executor(
-            self._webhook_pool, self._handle_webhook, request.url.path, headers, body
+            self._webhook_pool, self._handle_webhook, headers, body
         )
         if status == 200:
             return Response(content, media_type="application/json")
-        self._log_refusal(request, reason)
+        if status != UNAVAILABLE:  # the bridge logged why the inbox did not confirm it
+            self._log_refusal(request, reason)
         return refusal(status)
 
-    def _handle_webhook(
-        self, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, bytes, str]:
+    def _handle_webhook(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
         """(status, body, reason for the log). Authenticity is settled before anything is
-        decrypted or dispatched (the SDK decrypts first, which made it a padding oracle)."""
+        decrypted or dispatched. The SDK's ``do()`` is not used: it decrypts first, and logs
+        a traceback for every request it refuses."""
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):
             return BAD_REQUEST, b"", "malformed body: not JSON"
         if not isinstance(payload, dict):
             return BAD_REQUEST, b"", "malformed body: not a JSON object"
-        problem = self._authenticate(payload, headers, body)
+        event, plaintext, problem = self._authenticate(payload, headers, body)
         if problem:
             return UNAUTHORIZED, b"", problem
-        raw = lark.RawRequest()
-        raw.uri = path
-        raw.headers = headers
-        raw.body = body
-        response = self.dispatcher.do(raw)
-        if self._bridge.failed_on_this_thread():
+        if event.get("type") == "url_verification":
+            return 200, json.dumps({"challenge": event.get("challenge")}).encode(), ""
+        try:
+            self.dispatcher._do_without_validation(plaintext)
+        except StoreFailed:
             return UNAVAILABLE, b"", "the inbox could not store the event; Feishu will retry"
-        if response.status_code == 200:
-            return 200, response.content or b"{}", ""
-        reason = _sdk_reason(response.content or b"")
-        if reason.startswith("processor not found"):
+        except MalformedEvent as exc:
+            return BAD_REQUEST, b"", f"an authentic event that cannot be read: {exc}"
+        except EventException:
             # Authentic, but an event type we do not subscribe to.
             return 200, b'{"msg":"ignored"}', ""
-        return BAD_REQUEST, b"", f"the SDK refused an authentic event: {reason[:200]}"
+        except Exception as exc:
+            reason = f"an authentic event that cannot be read: {type(exc).__name__}"
+            return BAD_REQUEST, b"", reason
+        return 200, b'{"msg":"success"}', ""
 
-    def _authenticate(self, payload: dict[str, Any], headers: dict[str, str], body: bytes) -> str:
-        """Why the request is not authentic, or "" when it is. Events must be encrypted and
-        signed, the signature (checked before anything is decrypted) fresh, the token right.
-        Only the console's URL check may come unsigned (and, if typed in by hand, plain);
-        it must carry the right token."""
+    def _authenticate(
+        self, payload: dict[str, Any], headers: dict[str, str], body: bytes
+    ) -> tuple[dict[str, Any], bytes, str]:
+        """(the event, its plaintext, why it is not authentic or ""). Events must be encrypted
+        and signed, the signature (checked before anything is decrypted) fresh, the token
+        right. Only the console's URL check may come unsigned (and, if typed in by hand,
+        plain); it must carry the right token."""
         encrypt_key = self.settings.encrypt_key.get_secret_value()
         stamp = headers.get("X-Lark-Request-Timestamp")
         nonce, signature = headers.get("X-Lark-Request-Nonce"), headers.get("X-Lark-Signature")
         signed = bool(stamp and nonce and signature)
         if signed:
-            problem = self._stale(str(stamp))
+            problem = stale_timestamp(str(stamp), self.settings.replay_window_seconds)
             if problem:
-                return problem
+                return {}, b"", problem
             raw = lark.RawRequest()
             raw.headers = headers
             raw.body = body
             try:
                 self.dispatcher._verify_sign(raw, encrypt_key)
             except Exception:
-                return "bad signature"
+                return {}, b"", "bad signature"
         encrypted = isinstance(payload.get("encrypt"), str)
         try:
-            event = (
-                json.loads(self.dispatcher._decrypt(body, encrypt_key)) if encrypted else payload
-            )
+            plaintext = self.dispatcher._decrypt(body, encrypt_key).encode() if encrypted else body
+            event = json.loads(plaintext)
             sent_token = event.get("token") or (event.get("header") or {}).get("token")
             self.dispatcher._verify_token(
                 sent_token, self.settings.verification_token.get_secret_value()
             )
         except Exception:
-            return "cannot decrypt, or a wrong verification token"
+            return {}, b"", "cannot decrypt, or a wrong verification token"
         if event.get("type") == "url_verification":
-            return ""
+            return event, plaintext, ""
         if not signed:
-            return "an event without a signature"
+            return {}, b"", "an event without a signature"
         if not encrypted:
-            return "an event that is not encrypted"
-        return ""
-
-    def _stale(self, stamp: str) -> str | None:
-        if not stamp.isdigit() or len(stamp) > 12:
-            return "bad X-Lark-Request-Timestamp"
-        age = time.time() - int(stamp)
-        window = self.settings.replay_window_seconds
-        if abs(age) > window:
-            return f"stale request: timestamp {age:+.0f}s from now, outside the {window:g}s window"
-        return None
+            return {}, b"", "an event that is not encrypted"
+        return event, plaintext, ""
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -369,7 +388,7 @@ class FeishuAdapter(Adapter):
     async def _send_part(self, delivery: Delivery, part: Part, path: str) -> str:
         content = json.dumps(post_content(part), ensure_ascii=False)
         uuid = self._uuid(delivery, path, content)
-        await self._tenant_token()
+        option = lark.RequestOption.builder().tenant_access_token(await self._tenant_token())
         try:
             if delivery.in_reply_to:
                 in_thread = self.settings.reply_in_thread and delivery.conversation_type == "group"
@@ -386,7 +405,9 @@ class FeishuAdapter(Adapter):
                     )
                     .build()
                 )
-                response: Any = await self.client.im.v1.message.areply(reply_request)
+                response: Any = await self.client.im.v1.message.areply(
+                    reply_request, option.build()
+                )
                 what = f"reply to {delivery.in_reply_to}"
             else:
                 create_request = (
@@ -402,7 +423,7 @@ class FeishuAdapter(Adapter):
                     )
                     .build()
                 )
-                response = await self.client.im.v1.message.acreate(create_request)
+                response = await self.client.im.v1.message.acreate(create_request, option.build())
                 what = f"message to {delivery.conversation_id}"
         except (httpx.HTTPError, ValueError) as exc:
             # Transport failures, and answers that are not JSON (a proxy's error page).
@@ -415,11 +436,17 @@ class FeishuAdapter(Adapter):
             raise FeishuError(what, response.code, response.msg or "", status)
         return str(response.data.message_id if response.data else "")
 
-    async def _tenant_token(self) -> None:
-        """Fetch (or find cached) the tenant token in a thread: the SDK's async calls fetch
-        it with blocking `requests` on the event loop otherwise."""
+    async def _tenant_token(self) -> str:
+        """The tenant token, cached by the SDK or fetched (blocking ``requests``) in the
+        adapter's one token thread. Callers arriving while a fetch is under way share it: one
+        request to the platform however many sends wait, and nothing else waits at all."""
+        fetch = self._token_fetch
+        if fetch is None or fetch.done():
+            loop = asyncio.get_running_loop()
+            get = functools.partial(TokenManager.get_self_tenant_token, self.client.config)
+            fetch = self._token_fetch = loop.run_in_executor(self._token_pool, get)
         try:
-            await asyncio.to_thread(TokenManager.get_self_tenant_token, self.client.config)
+            return await asyncio.shield(fetch)
         except ObtainAccessTokenException as exc:
             error = FeishuError("tenant access token", exc.code, exc.msg)
             raise _send_error(error) from None
@@ -429,7 +456,7 @@ class FeishuAdapter(Adapter):
     async def bot_info(self) -> dict[str, Any]:
         """GET /open-apis/bot/v3/info: the bot's open_id (for @-mentions) and name."""
         try:
-            await self._tenant_token()
+            token = await self._tenant_token()
             request = (
                 lark.BaseRequest.builder()
                 .http_method(lark.HttpMethod.GET)
@@ -437,7 +464,8 @@ class FeishuAdapter(Adapter):
                 .token_types({lark.AccessTokenType.TENANT})
                 .build()
             )
-            response = await self.client.arequest(request)
+            option = lark.RequestOption.builder().tenant_access_token(token).build()
+            response = await self.client.arequest(request, option)
             body = json.loads(response.raw.content or b"{}")
         except (SendError, httpx.HTTPError, ValueError) as exc:
             where = self.settings.domain
@@ -463,13 +491,6 @@ class FeishuAdapter(Adapter):
             connected = self._websocket is not None and self._websocket.connected()
             return {"status": "ok" if connected else "disconnected", "mode": "websocket"}
         return {"status": "ok", "mode": "webhook"}
-
-
-def _sdk_reason(content: bytes) -> str:
-    try:
-        return str(json.loads(content).get("msg") or "")
-    except (ValueError, AttributeError):
-        return ""
 
 
 def _send_error(exc: FeishuError) -> SendError:

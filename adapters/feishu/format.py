@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from adapters.common.parts import Part, reference_line
 from adapters.common.split import blocks
-from bot.message import ConversationType, Message, Reaction, utcnow
+from bot.message import ConversationType, InvalidMessage, Message, Reaction, utcnow
 
 PLATFORM = "feishu"
 
@@ -30,6 +30,12 @@ TOKEN_INVALID_CODES = frozenset({99991663})
 
 class Skipped(NamedTuple):
     """An event that is not a message for the inbox, and why."""
+
+    reason: str
+
+
+class Malformed(NamedTuple):
+    """An authentic event that cannot be read (ids of the wrong type, ...), and why."""
 
     reason: str
 
@@ -113,7 +119,7 @@ def parse_message_event(
     envelope: dict[str, Any],
     bot_open_id: str | None,
     quoted_text: Callable[[str], str | None] = lambda message_id: None,
-) -> Message | Skipped:
+) -> Message | Skipped | Malformed:
     """An `im.message.receive_v1` event (schema 2.0) as the core's Message.
 
     Text and post messages carry their text; images, files, stickers, cards... arrive with
@@ -128,6 +134,8 @@ def parse_message_event(
     chat_id = message.get("chat_id")
     if not message_id or not chat_id:
         return Skipped("no message_id or chat_id in the event")
+    if not isinstance(message_id, str) or not isinstance(chat_id, str):
+        return Malformed("message_id and chat_id must be strings")
     if sender.get("sender_type") not in (None, "", "user"):
         return Skipped(f"sent by a {sender.get('sender_type')}, not a person")
     ids = sender.get("sender_id") or {}
@@ -172,19 +180,22 @@ def parse_message_event(
         quoted = quoted_text(parent_id)
         if quoted:
             raw["quoted_text"] = quoted
-    return Message(
-        platform=PLATFORM,
-        conversation_id=chat_id,
-        conversation_type=chat_type,
-        sender_id=sender_id,
-        text=text.strip(),
-        platform_message_id=message_id,
-        mentioned_bot=mentioned_bot or chat_type == "p2p",
-        sent_at=_sent_at(message.get("create_time")),
-        reply_to=parent_id,
-        thread_root=message.get("root_id") or "",
-        raw=raw,
-    )
+    try:
+        return Message(
+            platform=PLATFORM,
+            conversation_id=chat_id,
+            conversation_type=chat_type,
+            sender_id=sender_id,
+            text=text.strip(),
+            platform_message_id=message_id,
+            mentioned_bot=mentioned_bot or chat_type == "p2p",
+            sent_at=_sent_at(message.get("create_time")),
+            reply_to=parent_id,
+            thread_root=message.get("root_id") or "",
+            raw=raw,
+        )
+    except InvalidMessage as exc:
+        return Malformed(str(exc))
 
 
 def parse_reaction_event(

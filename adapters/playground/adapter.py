@@ -7,6 +7,9 @@ of a message it replies to, e.g. the bot's answer's ``platform_reply_id``); ``GE
 trace; ``POST /api/messages/{id}/reactions`` puts a thumbs up or down on the bot's reply to that
 message (feedback for the gate). Replies already live in the database (the outbox stores them),
 so sending, and deleting (``/hxd forget``), are no-ops here.
+
+Its routes are admin routes: the server puts them behind the admin token (and on the admin port
+when there is one), since they show every stored message, of every platform.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from adapters.common.webhook import TOO_LARGE, BodyTooLarge, read_body, refusal
 from bot.adapter import Adapter, AdapterEnvironment, AdapterSettings, Delivery
 from bot.message import Message, Reaction, Reply
 
 if TYPE_CHECKING:
     from bot.inbox import Inbox
+
+MAX_BODY_BYTES = 256 << 10  # a 20,000-character message in JSON, escaped, fits
+MAX_MESSAGE_ID = (1 << 63) - 1  # the store's ids are 64-bit
 
 
 class PostedMessage(BaseModel):
@@ -62,6 +69,7 @@ class PlaygroundAdapter(Adapter):
     name = "playground"
     Settings = PlaygroundSettings
     settings: PlaygroundSettings
+    simulated = True
 
     def __init__(
         self, settings: PlaygroundSettings, environment: AdapterEnvironment | None = None
@@ -70,7 +78,7 @@ class PlaygroundAdapter(Adapter):
         self._inbox: Inbox | None = None
 
     @property
-    def routes(self) -> list[BaseRoute]:
+    def admin_routes(self) -> list[BaseRoute]:
         return [
             Route("/api/messages", self.post_message, methods=["POST"]),
             Route("/api/messages/{message_id:int}", self.get_message, methods=["GET"]),
@@ -96,7 +104,9 @@ class PlaygroundAdapter(Adapter):
 
     async def post_message(self, request: Request) -> Response:
         try:
-            posted = PostedMessage.model_validate_json(await request.body())
+            posted = PostedMessage.model_validate_json(await read_body(request, MAX_BODY_BYTES))
+        except BodyTooLarge:
+            return refusal(TOO_LARGE)
         except ValidationError as exc:
             return _invalid("invalid message", exc)
         inbox = self._require_inbox()
@@ -126,7 +136,9 @@ class PlaygroundAdapter(Adapter):
         """A thumbs up or down on the bot's reply to message ``{id}``: 200 when stored as
         feedback, 404 when the bot has not replied to that message."""
         try:
-            posted = PostedReaction.model_validate_json(await request.body())
+            posted = PostedReaction.model_validate_json(await read_body(request, MAX_BODY_BYTES))
+        except BodyTooLarge:
+            return refusal(TOO_LARGE)
         except ValidationError as exc:
             return _invalid("invalid reaction", exc)
         message_id = int(request.path_params["message_id"])
@@ -142,7 +154,10 @@ class PlaygroundAdapter(Adapter):
         return JSONResponse({"stored": True, "rating": reaction.rating})
 
     async def get_message(self, request: Request) -> Response:
-        view = await self._require_inbox().message_view(int(request.path_params["message_id"]))
+        message_id = int(request.path_params["message_id"])
+        view = None
+        if message_id <= MAX_MESSAGE_ID:
+            view = await self._require_inbox().message_view(message_id)
         if view is None:
             return JSONResponse({"error": "no such message"}, status_code=404)
         return JSONResponse(view)

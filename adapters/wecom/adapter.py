@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ from adapters.common.webhook import (
     RefusalLog,
     read_body,
     refusal,
+    stale_timestamp,
 )
 from adapters.wecom.client import RobotClient, WeComClient, WeComError, redact_request_logs
 from adapters.wecom.format import (
@@ -246,6 +246,8 @@ class WeComAdapter(Adapter):
             message = self._parse(callback, plain)
         except ValueError as exc:
             return BAD_REQUEST, f"an authentic callback we cannot read: {exc}"
+        except Exception as exc:  # fields of another type than WeCom sends (a dict for a string)
+            return BAD_REQUEST, f"an authentic callback we cannot read: {type(exc).__name__}"
         if isinstance(message, Skipped):
             log.info("wecom: a callback to %r skipped: %s", callback.name, message.reason)
             return 200, ""
@@ -268,13 +270,7 @@ class WeComAdapter(Adapter):
         return parse_bot_callback(callback.name, payload, self._response_url_prefix, received)
 
     def _stale(self, stamp: str) -> str | None:
-        if not stamp.isdigit() or len(stamp) > 12:
-            return "bad timestamp"
-        age = time.time() - int(stamp)
-        window = self.settings.replay_window_seconds
-        if abs(age) > window:
-            return f"stale request: timestamp {age:+.0f}s from now, outside the {window:g}s window"
-        return None
+        return stale_timestamp(stamp, self.settings.replay_window_seconds)
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -52,23 +52,27 @@ def run(config_path: Path) -> None:
     adapters = startup_guard(lambda: build_adapters(config))
     services = startup_guard(lambda: build_services(config))
     bot = startup_guard(lambda: Bot(services, database, adapters))
-    app = create_app(bot, Jobs(services))
-    logging.getLogger("huixiangdou-bot").info(
+    app = create_app(bot, Jobs(services, bot.recovery))
+    settings = config.server
+    log = logging.getLogger("huixiangdou-bot")
+    log.info(
         "serving on http://%s:%d (adapters: %s)",
-        config.server.host,
-        config.server.port,
+        settings.host,
+        settings.port,
         ", ".join(a.name for a in adapters) or "none",
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.server.host,
-            port=config.server.port,
-            log_level=config.logging.level.lower(),
-            lifespan="on",
-        )
+    level = config.logging.level.lower()
+    server_config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=level, lifespan="on"
     )
-    startup_guard(lambda: asyncio.run(server.serve()))
+    server = uvicorn.Server(server_config)
+    sockets = [server_config.bind_socket()]
+    if settings.admin_port is not None:
+        # One server on two sockets: the app sends each request by the port it came in on.
+        admin = uvicorn.Config(app, host=settings.admin_host, port=settings.admin_port)
+        sockets.append(admin.bind_socket())
+        log.info("admin pages on http://%s:%d", settings.admin_host, settings.admin_port)
+    startup_guard(lambda: asyncio.run(server.serve(sockets=sockets)))
     if not server.started:
         fail("the server did not start (see the log above)")
 

@@ -52,6 +52,8 @@ def load(config_path: Path, *, daemon: bool = False) -> Config:
     level = config.logging.level if daemon or config.logging.level == "DEBUG" else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # Two lines per run of every job (the sweep runs every minute): only its failures.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     # httpx logs every request's full URL at INFO: noise, and a URL may carry a key (a
     # DingTalk sessionWebhook's session).
     logging.getLogger("httpx").setLevel(max(logging.getLevelName(level), logging.WARNING))
@@ -59,7 +61,7 @@ def load(config_path: Path, *, daemon: bool = False) -> Config:
 
 
 def open_database(config: Config, *, check: bool = True) -> Database:
-    database = Database(config.database_url)
+    database = Database(config.database_url, config.database)
     if check:
         check_schema(database)
     return database

@@ -15,12 +15,14 @@ from typing import Any
 import click
 import httpx
 
-from bot.adapter import Finding, build_adapters
+from bot.adapter import Adapter, Finding, build_adapters
 from bot.app.cli_support import EXIT_CONFIG, config_option
+from bot.app.console.auth import AdminAccess
 from bot.app.services import build_services
 from bot.config import Config, ConfigError, load_config
 from bot.llm.gguf_info import GGUFInfo
 from bot.llm.llama_cpp import ModelError, plan_for_settings, resolve_model_path
+from bot.llm.openai_compatible import split_credentials
 from bot.pipeline import build_pipelines
 from bot.prompts import PromptError
 from bot.storage.db import Database, SchemaError
@@ -117,9 +119,10 @@ def check_remote_model(checks: Checks, config: Config) -> None:
     headers = {}
     if remote.api_key is not None and remote.api_key.get_secret_value():
         headers["Authorization"] = f"Bearer {remote.api_key.get_secret_value()}"
-    what = f"remote model {remote.model or '(no model set)'} at {remote.base_url}"
+    what = f"remote model {remote.model or '(no model set)'} at {remote.safe_base_url}"
+    base_url, auth = split_credentials(remote.base_url)
     try:
-        response = httpx.get(f"{remote.base_url}/models", headers=headers, timeout=5.0)
+        response = httpx.get(f"{base_url}/models", headers=headers, auth=auth, timeout=5.0)
     except httpx.HTTPError as exc:
         checks.warn(what, f"cannot reach it ({type(exc).__name__}): check llm.remote.base_url")
         return
@@ -129,6 +132,37 @@ def check_remote_model(checks: Checks, config: Config) -> None:
         checks.warn(what, f"GET /models answered HTTP {response.status_code}")
     else:
         checks.ok(what, "reachable")
+
+
+def check_admin_access(checks: Checks, config: Config, adapters: list[Adapter]) -> None:
+    """Who can reach the admin pages (the console, the playground's API), and whether they
+    are locked because a token is needed and none is set."""
+    server = config.server
+    access = AdminAccess.decide(server, adapters)
+    if server.admin_port is None:
+        where = f"{server.host}:{server.port} (with the webhooks)"
+    else:
+        where = f"{server.admin_host}:{server.admin_port}"
+    if access.locked:
+        checks.warn("admin pages", access.locked)
+    elif access.token:
+        checks.ok("admin pages", f"on {where}, token required")
+    else:
+        checks.ok("admin pages", f"on {where}, open to this machine only (no token needed)")
+
+
+def check_port(checks: Checks, what: str, host: str, port: int, key: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            checks.ok(what, f"{host}:{port} is free")
+        except OSError as exc:
+            checks.warn(
+                f"{what} {host}:{port}",
+                f"cannot bind ({exc.strerror}): is the bot already running? Otherwise change "
+                f"{key}",
+            )
 
 
 @click.command()
@@ -159,7 +193,7 @@ def doctor(config_path: Path) -> None:
         checks.bad("work dir", f"{work} is not writable ({exc}): fix bot.work_dir")
 
     try:
-        database = Database(config.database_url)
+        database = Database(config.database_url, config.database)
         database.check_schema()
         checks.ok("database", f"{database.safe_url} at revision {database.current_revision()}")
     except SchemaError as exc:
@@ -196,19 +230,12 @@ def doctor(config_path: Path) -> None:
     for adapter in adapters:
         for finding in asyncio.run(adapter.doctor()):
             checks.report(finding)
+    check_admin_access(checks, config, adapters)
 
-    host, port = config.server.host, config.server.port
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            checks.ok("server port", f"{host}:{port} is free")
-        except OSError as exc:
-            checks.warn(
-                f"server port {host}:{port}",
-                f"cannot bind ({exc.strerror}): is the bot already running? "
-                "Otherwise change server.port",
-            )
+    server = config.server
+    check_port(checks, "server port", server.host, server.port, "server.port")
+    if server.admin_port is not None:
+        check_port(checks, "admin port", server.admin_host, server.admin_port, "server.admin_port")
 
     if checks.failed:
         click.secho(f"{checks.failed} problem(s) found", fg="red")

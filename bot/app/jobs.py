@@ -1,9 +1,10 @@
-"""Background jobs of the daemon (apscheduler): re-indexing, and learning (feedback into
-examples, then re-calibrating the gates).
+"""Background jobs of the daemon (apscheduler): sweeping stuck messages, re-indexing, and
+learning (feedback into examples, then re-calibrating the gates).
 
-The jobs are plain functions (``knowledge.jobs.reindex``, ``bot.app.learning.learn``);
-apscheduler's asyncio scheduler runs such functions in a worker thread, so a build never blocks
-the event loop. Each job's last run (when, how long, what came of it) is kept for the console.
+The jobs are plain functions and methods (``Recovery.sweep``, ``knowledge.jobs.reindex``,
+``bot.app.learning.learn``); apscheduler's asyncio scheduler runs coroutine functions on the
+event loop and plain ones in a worker thread, so a build never blocks the event loop. Each job's
+last run (when, how long, what came of it) is kept for the console.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.learning import Lesson, learn
+from bot.recovery import Recovery
 from bot.services import Services
 from knowledge.indexer import BuildReport
 from knowledge.jobs import reindex
@@ -76,18 +78,35 @@ def describe_lesson(lesson: Lesson) -> str:
 class Jobs:
     """One apscheduler scheduler for all the daemon's jobs, started and stopped with the bot."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, recovery: Recovery | None = None) -> None:
         self.services = services
+        self.recovery = recovery
         self.scheduler: AsyncIOScheduler | None = None
         self.runs: dict[str, JobRun] = {}
         self._describe: dict[str, Callable[[Any], str]] = {}
 
     def start(self) -> None:
-        """Schedule the jobs bot.yaml asks for: re-indexing (unless knowledge.reindex is 0) and
-        learning from feedback and re-calibrating the rejection gates (when a pipeline uses
-        them)."""
+        """Schedule the jobs bot.yaml asks for: the sweep for stuck messages, re-indexing
+        (unless knowledge.reindex is 0), and learning from feedback and re-calibrating the
+        rejection gates (when a pipeline uses them)."""
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         config = self.services.config
+        if self.recovery is not None:
+            seconds = config.queue.sweep_interval_seconds
+            scheduler.add_job(
+                self.recovery.sweep,
+                IntervalTrigger(seconds=seconds),
+                id="sweep-stuck-messages",
+                name="pick up messages stuck in received, processing or replying",
+                max_instances=1,
+                coalesce=True,
+            )
+            self._describe["sweep-stuck-messages"] = lambda picked: f"{picked} picked up"
+            log.info(
+                "stuck messages swept every %gs (stuck after %gs)",
+                seconds,
+                config.queue.stuck_after_seconds,
+            )
         kb = self.services.knowledge
         minutes = config.knowledge.reindex.interval_minutes
         if kb is not None and minutes > 0:

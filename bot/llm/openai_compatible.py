@@ -118,6 +118,15 @@ class _Tokenizer:
         return self._encode(text)
 
 
+def split_credentials(url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """``https://user:key@host/v1`` as the URL without its credential (safe to show in errors,
+    traces and logs) and the credential as HTTP basic auth, which is what the server gets."""
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return url, None
+    return str(parsed.copy_with(userinfo=b"")), httpx.BasicAuth(parsed.username, parsed.password)
+
+
 class OpenAICompatibleChatModel:
     """A chat model behind an OpenAI-compatible HTTP API."""
 
@@ -132,6 +141,7 @@ class OpenAICompatibleChatModel:
         self.settings = settings
         self.defaults = defaults or LLMSettings()
         self.name = f"openai:{settings.model or 'default'}"
+        self.base_url, self._auth = split_credentials(settings.base_url)
         self.context_length = settings.max_context
         self._sleep = sleep
         self._transport = transport
@@ -150,7 +160,8 @@ class OpenAICompatibleChatModel:
             if s.api_key is not None and s.api_key.get_secret_value():
                 headers["Authorization"] = f"Bearer {s.api_key.get_secret_value()}"
             self._client = httpx.AsyncClient(
-                base_url=s.base_url,
+                base_url=self.base_url,
+                auth=self._auth,
                 headers=headers,
                 timeout=httpx.Timeout(s.read_timeout_seconds, connect=s.connect_timeout_seconds),
                 transport=self._transport,
@@ -269,8 +280,7 @@ class OpenAICompatibleChatModel:
             return exc
         attempts = self.settings.attempts
         return LLMError(
-            f"{self.name}: {_describe(exc)} after {attempts} attempt(s) "
-            f"to {self.settings.base_url}: {exc}"
+            f"{self.name}: {_describe(exc)} after {attempts} attempt(s) to {self.base_url}: {exc}"
         )
 
     async def complete(

@@ -1,15 +1,19 @@
 """The database handle: engine, sessions, and the alembic schema version.
 
-Repository calls are short, synchronous SQLAlchemy work run in a thread (``Database.run``), so
-the event loop never waits on disk. SQLite gets WAL and a busy timeout so the daemon and a CLI
-command can use the same file.
+Repository calls are short, synchronous SQLAlchemy work run in a thread pool of their own
+(``Database.run``), so the event loop never waits on disk and nothing else (a slow platform API
+in asyncio's default pool) can starve them. SQLite gets WAL and a busy timeout so the daemon
+and a CLI command can use the same file; a call that still finds the database locked after the
+busy timeout is tried again as a whole (each call is one transaction, rolled back on failure).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -19,9 +23,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+from bot.config import DatabaseSettings
 from bot.resources import resource_dir
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -31,23 +40,30 @@ class SchemaError(Exception):
     """The database is not at the schema this code expects."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, busy_timeout_seconds: float = 10.0) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        pragmas = functools.partial(_sqlite_pragmas, busy_ms=round(busy_timeout_seconds * 1000))
+        event.listen(engine, "connect", pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked" (another connection held the write lock for longer than
+    the busy timeout): worth trying the whole transaction again."""
+    return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -58,10 +74,12 @@ def alembic_config(url: str) -> AlembicConfig:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: DatabaseSettings | None = None) -> None:
         self.url = url
-        self.engine = create_db_engine(url)
+        self.settings = settings or DatabaseSettings()
+        self.engine = create_db_engine(url, self.settings.busy_timeout_seconds)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._executor = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="database")
 
     def upgrade(self) -> tuple[str | None, str | None]:
         """Apply migrations up to head; returns (revision before, revision after)."""
@@ -100,19 +118,31 @@ class Database:
     async def run(
         self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run a repository function in a worker thread, in its own committed transaction."""
-
-        def work() -> T:
-            with self.sessions.begin() as session:
-                return fn(session, *args, **kwargs)
-
-        return await asyncio.to_thread(work)
+        """Run a repository function in the database's own threads, in its own committed
+        transaction, tried again while the database is locked."""
+        work = functools.partial(self.run_sync, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def run_sync(
         self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        with self.sessions.begin() as session:
-            return fn(session, *args, **kwargs)
+        attempts = self.settings.attempts
+        for attempt in Retrying(
+            stop=stop_after_attempt(attempts),
+            retry=retry_if_exception(_locked),
+            before_sleep=lambda state: log.warning(
+                "database locked for more than %gs (attempt %d of %d of %s); trying again",
+                self.settings.busy_timeout_seconds,
+                state.attempt_number,
+                attempts,
+                getattr(fn, "__name__", "a call"),
+            ),
+            reraise=True,
+        ):
+            with attempt, self.sessions.begin() as session:
+                return fn(session, *args, **kwargs)
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     def dispose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,10 +24,12 @@ from bot.storage.models import (
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """The inbox's answer: the message's database id, and whether it was already there."""
+    """The inbox's answer: the message's database id, whether it was already there, and its
+    status (a redelivered message still ``received`` may never have been queued)."""
 
     id: int
     duplicate: bool
+    status: str = MessageStatus.RECEIVED
 
 
 def _conversation(session: Session, message: Message) -> Conversation:
@@ -56,22 +59,23 @@ def _conversation(session: Session, message: Message) -> Conversation:
         ).one()
 
 
-def _existing_id(session: Session, message: Message) -> int | None:
-    return session.scalar(
-        select(MessageRecord.id).where(
+def _existing(session: Session, message: Message) -> Stored | None:
+    found = session.execute(
+        select(MessageRecord.id, MessageRecord.status).where(
             MessageRecord.platform == message.platform,
             MessageRecord.platform_message_id == message.platform_message_id,
         )
-    )
+    ).first()
+    return None if found is None else Stored(found.id, duplicate=True, status=found.status)
 
 
 def insert_message(
     session: Session, message: Message, received_at: datetime | None = None
 ) -> Stored:
     """Persist a received message, or report the copy already stored (redelivery, restart)."""
-    existing = _existing_id(session, message)
+    existing = _existing(session, message)
     if existing is not None:
-        return Stored(existing, duplicate=True)
+        return existing
     conversation = _conversation(session, message)
     record = MessageRecord(
         platform=message.platform,
@@ -93,10 +97,10 @@ def insert_message(
         with session.begin_nested():
             session.add(record)
     except IntegrityError:
-        existing = _existing_id(session, message)
+        existing = _existing(session, message)
         if existing is None:
             raise
-        return Stored(existing, duplicate=True)
+        return existing
     return Stored(record.id, duplicate=False)
 
 
@@ -141,6 +145,26 @@ def set_status(
             record.trace = trace
         if merged_into_id is not None and record.id != merged_into_id:
             record.merged_into_id = merged_into_id
+
+
+def claim(session: Session, message_ids: list[int], resumed: Collection[int] = ()) -> list[int]:
+    """Mark the messages ``processing`` and return those that were still waiting for an
+    answer: ``received``, or ``processing`` when picked up again after a restart or a sweep
+    (``resumed``). One conditional UPDATE, so a message queued twice (a redelivery, another
+    worker) is never answered twice."""
+    waiting = or_(
+        MessageRecord.status == MessageStatus.RECEIVED,
+        and_(MessageRecord.status == MessageStatus.PROCESSING, MessageRecord.id.in_(resumed)),
+    )
+    claimed = set(
+        session.scalars(
+            update(MessageRecord)
+            .where(MessageRecord.id.in_(message_ids), waiting)
+            .values(status=MessageStatus.PROCESSING, updated_at=utcnow())
+            .returning(MessageRecord.id)
+        )
+    )
+    return [i for i in message_ids if i in claimed]
 
 
 def add_reply(
@@ -214,36 +238,39 @@ class Unfinished:
     platform: str
     status: str
     received_at: datetime
+    updated_at: datetime
     conversation_key: str
     sender_id: str
-    pending_reply_id: int | None
-    # A reply held for a human to answer first, and until when.
-    held_reply_id: int | None = None
+    # The latest stored reply, if any: its id, status and error, and until when it is held
+    # (a reply held for a human to answer first).
+    reply_id: int | None
+    reply_status: str | None
+    reply_error: str | None
     held_until: datetime | None = None
 
 
-def unfinished_messages(session: Session) -> list[Unfinished]:
-    """Messages a crash or stop left half-done, oldest first."""
-    records = session.scalars(
-        select(MessageRecord)
-        .where(MessageRecord.status.in_(UNFINISHED_STATUSES))
-        .order_by(MessageRecord.id)
-    ).all()
+def unfinished_messages(session: Session, platforms: list[str] | None = None) -> list[Unfinished]:
+    """Messages a crash, a stop or a failed write left half-done, oldest first (of
+    ``platforms`` only, when given)."""
+    query = select(MessageRecord).where(MessageRecord.status.in_(UNFINISHED_STATUSES))
+    if platforms is not None:
+        query = query.where(MessageRecord.platform.in_(platforms))
     result = []
-    for record in records:
-        pending = next((r.id for r in record.replies if r.status == ReplyStatus.PENDING), None)
-        held = next((r for r in record.replies if r.status == ReplyStatus.HELD), None)
+    for record in session.scalars(query.order_by(MessageRecord.id)).all():
+        reply = max(record.replies, key=lambda r: r.id, default=None)
         result.append(
             Unfinished(
                 id=record.id,
                 platform=record.platform,
                 status=record.status,
                 received_at=record.received_at,
+                updated_at=record.updated_at,
                 conversation_key=f"{record.platform}:{record.conversation.platform_conversation_id}",
                 sender_id=record.sender_id,
-                pending_reply_id=pending,
-                held_reply_id=held.id if held else None,
-                held_until=held.not_before if held else None,
+                reply_id=reply.id if reply else None,
+                reply_status=reply.status if reply else None,
+                reply_error=reply.error if reply else None,
+                held_until=reply.not_before if reply else None,
             )
         )
     return result

@@ -66,3 +66,25 @@ def test_doctor_names_a_missing_model_file(tmp_path: Path, config: Path) -> None
     assert asked.exit_code == 1
     assert "nowhere.gguf does not exist" in asked.output
     assert "Traceback" not in asked.output
+
+
+def test_doctor_warns_about_open_admin_pages_and_masks_url_credentials(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {
+            "bot": {"work_dir": str(tmp_path / "work")},
+            "server": {"host": "0.0.0.0", "port": 0},
+            "llm": {
+                "backend": "openai",
+                "remote": {"base_url": "http://proxy:sk-doctor-7d1e@127.0.0.1:9/v1"},
+            },
+        },
+        name="open.yaml",
+    )
+    assert CliRunner().invoke(main, ["db", "upgrade", "--config", str(config)]).exit_code == 0
+    result = CliRunner().invoke(main, ["doctor", "--config", str(config)])
+    assert "warn  admin pages" in result.output
+    assert "locked: they listen on 0.0.0.0" in result.output
+    assert "server.admin_token" in result.output
+    assert "http://***@127.0.0.1:9/v1" in result.output
+    assert "sk-doctor-7d1e" not in result.output

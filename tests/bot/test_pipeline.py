@@ -125,6 +125,25 @@ async def test_error_is_recorded_on_the_failing_step(
         await pipeline.run(ctx)
     assert ctx.trace[-1].name == "boom"
     assert ctx.trace[-1].verdict == "error: ValueError: middleware exploded"
+    # The middleware around it only passed the error on: it is not marked as failing.
+    assert [(s.name, s.verdict) for s in ctx.trace[:-1]] == [("normalize", "pass")]
+
+
+async def test_a_failing_model_marks_generate_not_normalize(
+    config_factory: Callable[..., Config],
+) -> None:
+    class Broken(ScriptedChatModel):
+        async def complete(self, messages: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("the model server is down")
+
+    config = config_factory()
+    pipeline = build_pipelines(build_services(config, llm=Broken()))[""]
+    ctx = make_context(config)
+    with pytest.raises(RuntimeError):
+        await pipeline.run(ctx)
+    verdicts = {step.name: step.verdict for step in ctx.trace}
+    assert verdicts["normalize"] == "pass"
+    assert verdicts["generate"].startswith("error: RuntimeError: the model server is down")
 
 
 async def test_outer_step_time_excludes_inner_steps(config_factory: Callable[..., Config]) -> None:

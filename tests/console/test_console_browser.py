@@ -169,8 +169,14 @@ def test_the_playground_chat_answers_stays_silent_and_says_why(
     expect(page.locator("#replying")).to_be_visible()
     thanks = send(page, "thanks, that worked", "bob")
     expect(page.locator("#replying")).to_be_hidden()
-    view = httpx.get(f"{daemon.url}/api/messages/{thanks.get_attribute('data-message-id')}").json()
-    answer_view = httpx.get(f"{daemon.url}/api/messages/{bob.get_attribute('data-message-id')}")
+    # The playground's API sits behind the admin check like the pages (a script: the token).
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    thanks_id, bob_id = (
+        thanks.get_attribute("data-message-id"),
+        bob.get_attribute("data-message-id"),
+    )
+    view = httpx.get(f"{daemon.url}/api/messages/{thanks_id}", headers=auth).json()
+    answer_view = httpx.get(f"{daemon.url}/api/messages/{bob_id}", headers=auth)
     assert view["reply_to"] == answer_view.json()["reply"]["platform_reply_id"]
 
     # The gate's silence, in words, in the main group.

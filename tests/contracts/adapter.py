@@ -5,7 +5,9 @@ a factory that starts the platform's fake server and a real bot (core, SDK, adap
 to it, and returns a ``Platform`` harness. The contract then checks what every adapter owes the
 core and the group: a message is stored before the platform is acknowledged, the ack never
 waits for the model, a redelivered message is answered once, a long answer arrives split
-within the platform's limit with its citations whole, and refused input stores nothing.
+within the platform's limit with its citations whole, refused input stores nothing, and a
+webhook takes thousands of generated bad requests (tests/contracts/fuzz.py) with only 4xx
+answers, nothing stored, and a quiet log.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import pytest
 from sqlalchemy import func, select
 
 from adapters.common.split import Measure
+from bot.app.server import create_app
 from bot.context import Chunk
 from bot.llm.protocol import ChatMessage, Completion
 from bot.message import Reference
 from bot.runtime import Bot
 from bot.storage import repo
 from bot.storage.models import MessageRecord
+from tests.contracts.fuzz import SignedRoute, fuzz, webhook_requests
 from tests.fakes import ScriptedChatModel
 
 # A pipeline with no knowledge base: questions (a "?") pass, the model answers, one citation.
@@ -34,6 +38,9 @@ PIPELINE = [
     "generate",
 ]
 ANSWER = "Install mmcv from the wheel index that matches your CUDA, then pip install mmdet."
+# Generated requests per webhook route in `make test` (bench/fuzz_webhooks.py runs 10,000).
+FUZZ_EXAMPLES = 1000
+SILENT = ["tests.plugins:StaySilent"]
 
 
 class Platform(Protocol):
@@ -43,6 +50,10 @@ class Platform(Protocol):
     # The platform's size limit for one message, and how it counts (len or UTF-8 bytes).
     limit: int
     measure: Measure
+    # The webhook route, signed and sealed as the platform does; None without one (websocket).
+    webhook: SignedRoute | None
+    # The platform's secrets (app secret, keys, tokens): never in an answer or the log.
+    secrets: tuple[str, ...]
 
     async def deliver(self, text: str, message_id: str) -> None:
         """Send a group message that @-mentions the bot, as the platform does; return once the
@@ -187,3 +198,36 @@ class AdapterContract:
         await harness.deliver("How do I install mmdet?", "contract-after-refusals")
         view = await only_view(harness.bot)
         assert view["status"] == "answered"
+
+    async def test_fuzzed_webhook_requests_are_refused_and_store_nothing(
+        self, platform: MakePlatform
+    ) -> None:
+        # Messages that get through are stored and left unanswered: the webhook is under test.
+        harness = await platform(llm=ScriptedChatModel(ANSWER), pipeline=SILENT)
+        route = harness.webhook
+        if route is None:
+            pytest.skip("no webhook in this mode")
+        report = await fuzz(
+            create_app(harness.bot),
+            "POST",
+            route.path,
+            webhook_requests(route),
+            examples=FUZZ_EXAMPLES,
+            stored=lambda: stored_count(harness.bot),
+            secrets=harness.secrets,
+        )
+        report.assert_quiet()
+        # Every kind of bad input was tried, and the refusals covered each status.
+        assert set(report.kinds) == {
+            "unsigned",
+            "signed garbage",
+            "sealed garbage",
+            "wrong types",
+            "oversized",
+        }
+        assert {400, 401, 413} <= set(report.statuses), report.summary()
+        # Still answering after all that.
+        before = await stored_count(harness.bot)
+        await harness.deliver("How do I install mmdet?", "contract-after-fuzz")
+        await harness.bot.join()
+        assert await stored_count(harness.bot) == before + 1

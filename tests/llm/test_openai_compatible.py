@@ -227,3 +227,43 @@ def test_a_local_gguf_gives_exact_token_counts_for_a_remote_model() -> None:
     assert model.count_tokens(text) == local.count_tokens(text)
     estimated = OpenAICompatibleChatModel(RemoteLLMSettings())
     assert estimated.count_tokens(text) >= model.count_tokens(text)  # the estimate errs high
+
+
+async def test_a_credential_in_the_base_url_is_sent_but_never_shown(
+    config_factory: Any, bot_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``https://user:key@host/v1`` (a proxy's basic auth): the server gets the credential,
+    the trace, the log, doctor's lines and /healthz never show it."""
+    import base64
+
+    import httpx
+
+    from bot.app.server import create_app
+    from tests.fakes import RecordingAdapter, make_message
+
+    key = "sk-in-the-url-4c2e"
+    server = FakeOpenAI(default=Step(text="fine"))
+    async with server.running() as url:
+        base_url = url.replace("http://", f"http://proxyuser:{key}@")
+        config = config_factory(
+            {"llm": {"backend": "openai", "remote": {"base_url": base_url, "attempts": 1}}}
+        )
+        assert key not in config.llm.remote.safe_base_url
+        model = OpenAICompatibleChatModel(config.llm.remote, config.llm)
+        bot = await bot_factory(config, [RecordingAdapter()], model)
+        answered = await bot.inbox.receive(make_message(text="How do I install mmdet?"))
+        await bot.join()
+    # The server is gone: the error names where the model was, without the key.
+    failed = await bot.inbox.receive(make_message(text="And mmcv?"))
+    await bot.join()
+    transport = httpx.ASGITransport(app=create_app(bot))
+    async with httpx.AsyncClient(transport=transport, base_url="http://bot.test") as client:
+        health = (await client.get("/healthz")).text
+    expected = "Basic " + base64.b64encode(f"proxyuser:{key}".encode()).decode()
+    assert server.headers[0]["authorization"] == expected
+    assert (await bot.inbox.message_view(answered.id))["status"] == "answered"
+    view = await bot.inbox.message_view(failed.id)
+    assert view["status"] == "failed"
+    generate = next(step for step in view["trace"] if step["name"] == "generate")
+    assert generate["verdict"].startswith("error: ") and f"to {url}" in generate["verdict"]
+    assert key not in str(view) and key not in health and key not in caplog.text

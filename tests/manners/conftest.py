@@ -90,7 +90,7 @@ async def start_bot(config: Config, clock: Clock, llm: ChatModel) -> tuple[Bot, 
     adapter = PlaygroundAdapter(PlaygroundSettings(), AdapterEnvironment(config.work_dir, config))
     bot = Bot(services, database, [adapter])
     await bot.start()
-    transport = httpx.ASGITransport(app=Starlette(routes=adapter.routes))
+    transport = httpx.ASGITransport(app=Starlette(routes=adapter.admin_routes))
     return bot, httpx.AsyncClient(transport=transport, base_url="http://playground")
 
 

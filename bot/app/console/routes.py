@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.templating import Jinja2Templates
 
 from bot.app.console import queries
-from bot.app.console.auth import COOKIE, AdminOnly, safe_next, session_value
+from bot.app.console.auth import COOKIE, AdminAccess, AdminOnly, safe_next, session_value
 from bot.app.console.charts import stacked_bars
 from bot.app.console.explain import explain
 from bot.app.console.teach import Teacher, TeachError, edited
@@ -155,7 +155,8 @@ class Console:
 
     @property
     def routes(self) -> list[BaseRoute]:
-        guard = [Middleware(AdminOnly, token=self.config.server.token)]
+        access = AdminAccess.decide(self.config.server, self.bot.adapters.values())
+        guard = [Middleware(AdminOnly, access=access)]
         return [
             Route("/", self.index, methods=["GET"]),
             Route("/console/login", self.login, methods=["GET", "POST"]),

@@ -29,6 +29,11 @@ class DingTalkPlatform:
         return self.dt.adapter.settings.max_message_chars
 
     measure = staticmethod(len)
+    webhook = None  # Stream mode: events arrive over the websocket the bot opened
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.dt.fake.client_secret,)
 
     async def deliver(self, text: str, message_id: str) -> None:
         ack = await self.dt.deliver(self.dt.fake.message(text=text, msg_id=message_id))

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from bot.app.cli import main
 from tests.adapters.dingtalk.fake_dingtalk import FakeDingTalk
 from tests.adapters.dingtalk.middlewares import ANSWER
-from tests.daemon import Daemon, daemon_config, free_port
+from tests.daemon import ADMIN, Daemon, daemon_config, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ def dingtalk_section(fake: FakeDingTalk) -> dict[str, Any]:
 
 
 def message_status(daemon: Daemon, message_id: int) -> str:
-    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", timeout=10)
+    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", headers=ADMIN, timeout=10)
     return str(response.json().get("status")) if response.status_code == 200 else "absent"
 
 
@@ -100,6 +100,7 @@ def test_daemon_answers_at_mentioning_the_asker_and_stops_cleanly(
     config = daemon_config(
         tmp_path,
         port,
+        admin_token=True,
         pipeline=CANNED,
         adapters={"playground": {"enabled": False}, "dingtalk": dingtalk_section(fake)},
     )
@@ -136,6 +137,7 @@ def test_kill_9_mid_answer_is_answered_exactly_once_after_the_restart(
     hanging = daemon_config(
         tmp_path,
         port,
+        admin_token=True,
         pipeline=["normalize", "tests.plugins:Sleep", *CANNED[1:]],
         middleware={"sleep": {"seconds": 600}},
         adapters=adapters,
@@ -154,7 +156,9 @@ def test_kill_9_mid_answer_is_answered_exactly_once_after_the_restart(
     threaded_fake.wait_for(lambda: not fake.connected)
     assert fake.sent == []
 
-    second = Daemon(daemon_config(tmp_path, port, pipeline=CANNED, adapters=adapters), port)
+    second = Daemon(
+        daemon_config(tmp_path, port, admin_token=True, pipeline=CANNED, adapters=adapters), port
+    )
     second.start()
     try:
         threaded_fake.wait_for(lambda: len(fake.sent) == 1)

@@ -54,6 +54,30 @@ def signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
     return hashlib.sha256((timestamp + nonce + encrypt_key).encode() + body).hexdigest()
 
 
+def signed_headers(
+    body: bytes, sign_key: str, timestamp: float | None = None, tamper: bool = False
+) -> dict[str, str]:
+    """The headers Feishu sends with a callback body: timestamp, nonce, signature."""
+    stamp = str(int(time.time() if timestamp is None else timestamp))
+    nonce = base64.b16encode(os.urandom(8)).decode()
+    sig = signature(stamp, nonce, sign_key, body)
+    if tamper:
+        sig = sig[::-1]
+    return {
+        "Content-Type": "application/json; charset=utf-8",
+        "X-Lark-Request-Timestamp": stamp,
+        "X-Lark-Request-Nonce": nonce,
+        "X-Lark-Signature": sig,
+        "X-Request-Id": f"req-{nonce}",
+    }
+
+
+def sealed_request(content: bytes, encrypt_key: str) -> tuple[dict[str, str], bytes]:
+    """Any plaintext, encrypted and signed as Feishu would post it."""
+    body = json.dumps({"encrypt": encrypt(content, encrypt_key)}).encode()
+    return signed_headers(body, encrypt_key), body
+
+
 def signed_request(
     event: dict[str, Any],
     encrypt_key: str,
@@ -65,19 +89,8 @@ def signed_request(
     """Headers and body of an encrypted, signed event callback. ``sign_key`` (default: the
     encrypt key) signs; ``tamper`` flips the signature."""
     body = json.dumps({"encrypt": encrypt(json.dumps(event).encode(), encrypt_key)}).encode()
-    stamp = str(int(time.time() if timestamp is None else timestamp))
-    nonce = base64.b16encode(os.urandom(8)).decode()
-    sig = signature(stamp, nonce, encrypt_key if sign_key is None else sign_key, body)
-    if tamper:
-        sig = sig[::-1]
-    headers = {
-        "Content-Type": "application/json; charset=utf-8",
-        "X-Lark-Request-Timestamp": stamp,
-        "X-Lark-Request-Nonce": nonce,
-        "X-Lark-Signature": sig,
-        "X-Request-Id": f"req-{nonce}",
-    }
-    return headers, body
+    key = encrypt_key if sign_key is None else sign_key
+    return signed_headers(body, key, timestamp, tamper), body
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -196,6 +209,7 @@ class Sent:
     uuid: str
     reply_in_thread: bool
     message_id: str
+    at: float = field(default_factory=time.monotonic)  # when the fake received it
 
     def text(self) -> str:
         """The post flattened: paragraphs on lines, elements joined."""
@@ -241,6 +255,8 @@ class FakeFeishu:
     pings: int = 0
     endpoint_down: bool = False  # /callback/ws/endpoint answers 503, as in an outage
     deleted: list[str] = field(default_factory=list)  # message ids recalled by the bot
+    token_hold: asyncio.Event | None = None  # when set, the token endpoint waits for it
+    paths: list[str] = field(default_factory=list)  # raw (still encoded) paths of sends
 
     def __post_init__(self) -> None:
         self._by_uuid: dict[str, Sent] = {}
@@ -253,7 +269,10 @@ class FakeFeishu:
             routes=[
                 Route(f"{api}/auth/v3/tenant_access_token/internal", self._token, methods=post),
                 Route(f"{api}/bot/v3/info", self._bot_info, methods=["GET"]),
-                Route(f"{api}/im/v1/messages/{{message_id}}/reply", self._reply, methods=["POST"]),
+                # :path, so an id with "/" in it (percent-encoded) still reaches _reply
+                Route(
+                    f"{api}/im/v1/messages/{{message_id:path}}/reply", self._reply, methods=post
+                ),
                 Route(f"{api}/im/v1/messages", self._create, methods=["POST"]),
                 Route(f"{api}/im/v1/messages/{{message_id}}", self._delete, methods=["DELETE"]),
                 Route("/callback/ws/endpoint", self._endpoint, methods=["POST"]),
@@ -289,6 +308,9 @@ class FakeFeishu:
     async def _token(self, request: Request) -> JSONResponse:
         body = await request.json()
         self.token_requests += 1
+        await self._notify()
+        if self.token_hold is not None:
+            await self.token_hold.wait()
         if body.get("app_id") != self.app_id or body.get("app_secret") != self.app_secret:
             return JSONResponse({"code": 10014, "msg": "app secret invalid"})
         return JSONResponse(
@@ -338,6 +360,7 @@ class FakeFeishu:
             return JSONResponse({"code": 99991663, "msg": "Invalid access token"}, 400)
         body = await request.json()
         self.send_attempts += 1
+        self.paths.append(request.scope["raw_path"].decode("ascii"))
         try:
             failure = self.failures.pop(0) if self.failures else None
             if failure is not None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -118,6 +119,10 @@ async def test_webhook_route_is_mounted_on_the_bot_app(
     assert [a.name for a in adapters] == ["playground", "feishu"]
     bot = await bot_factory(config, adapters, start=False)
     app = create_app(bot)
-    paths = {getattr(route, "path", "") for route in app.routes}
-    assert "/hooks/feishu" in paths
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        hook = await client.post("/hooks/feishu", content=b"{}")
+        assert hook.status_code == 503  # the adapter's route (it has not been started)
+        page = await client.get("/")
+        assert page.status_code == 403  # a real platform and no admin token: locked
     bot.db.dispose()

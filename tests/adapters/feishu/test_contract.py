@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,16 +15,67 @@ from tests.adapters.feishu.conftest import (
     FeishuBot,
     MakeFeishuBot,
 )
-from tests.adapters.feishu.fake_feishu import load_event, signed_request
+from tests.adapters.feishu.fake_feishu import (
+    load_event,
+    sealed_request,
+    signed_headers,
+    signed_request,
+)
 from tests.contracts.adapter import AdapterContract, MakePlatform
+from tests.contracts.fuzz import Signed
 
 pytestmark = pytest.mark.integration
+
+
+@dataclass
+class FeishuWebhook:
+    """The webhook as Feishu calls it: signed with the encrypt key, events encrypted."""
+
+    app_id: str
+    encrypt_key: str = ENCRYPT_KEY
+    verification_token: str = VERIFICATION_TOKEN
+    path: str = "/feishu/events"
+    header_names: list[str] = field(
+        default_factory=lambda: [
+            "x-lark-request-timestamp",
+            "x-lark-request-nonce",
+            "x-lark-signature",
+        ]
+    )
+
+    query_names: list[str] = field(default_factory=list)
+
+    def sign(self, body: bytes) -> Signed:
+        return Signed(body, signed_headers(body, self.encrypt_key))
+
+    def seal(self, content: bytes) -> Signed:
+        headers, body = sealed_request(content, self.encrypt_key)
+        return Signed(body, headers)
+
+    def event(self) -> dict[str, Any]:
+        return load_event("text_group.json", app_id=self.app_id, token=self.verification_token)
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        return json.dumps(event).encode()
 
 
 @dataclass
 class FeishuPlatform:
     fb: FeishuBot
     mode: str
+
+    @property
+    def webhook(self) -> FeishuWebhook | None:
+        return FeishuWebhook(self.fb.fake.app_id) if self.mode == "webhook" else None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (
+            self.fb.fake.app_secret,
+            ENCRYPT_KEY,
+            VERIFICATION_TOKEN,
+            self.fb.fake.tenant_token,
+        )
 
     @property
     def bot(self) -> Any:

@@ -140,6 +140,9 @@ def test_doctor_checks_the_feishu_credentials(
         },
     )
     output = CliRunner().invoke(main, ["doctor", "--config", str(config)]).output
+    # The playground with a real platform and no admin token: locked, and doctor says so.
+    assert "warn  admin pages" in output
+    assert "a real platform adapter is enabled (feishu)" in output
     if right_secret:
         assert f"ok    feishu: bot 'HuixiangDou' at {fake.url} (websocket)" in output
     else:

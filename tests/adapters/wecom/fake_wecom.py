@@ -92,6 +92,11 @@ def _query(
     return {"msg_signature": sig, "timestamp": stamp, "nonce": nonce}
 
 
+def signed_query(keys: Keys, encrypted: str) -> dict[str, str]:
+    """msg_signature, timestamp and nonce for a ciphertext (or anything put in its place)."""
+    return _query(keys, encrypted, timestamp=None, sign_token=None, tamper=False)
+
+
 def url_check(keys: Keys, echo: str, **signing: Any) -> dict[str, str]:
     """The GET WeCom sends when the admin saves the callback URL."""
     encrypted = encrypt(echo.encode(), keys.encoding_aes_key, keys.receive_id)

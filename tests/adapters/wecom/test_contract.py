@@ -4,11 +4,15 @@ group answered through that group's robot (webhook/send). Limit: 2048 UTF-8 byte
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import xmltodict
 
 from adapters.common.split import utf8_size
 from tests.adapters.wecom.conftest import APP_CHAT, ROBOT_CHAT, MakeWeComBot, WeComBot
@@ -16,12 +20,77 @@ from tests.adapters.wecom.fake_wecom import (
     Keys,
     app_callback,
     bot_callback,
+    encrypt,
     msg_id,
     random_aes_key,
+    signed_query,
 )
 from tests.contracts.adapter import AdapterContract, MakePlatform
+from tests.contracts.fuzz import Signed
 
 pytestmark = pytest.mark.integration
+
+
+@dataclass
+class WeComCallback:
+    """A callback URL as WeCom calls it: signed in the query over the ciphertext, which is in
+    <Encrypt> of an XML body (apps) or "encrypt" of a JSON one (AI bots)."""
+
+    wb: WeComBot
+    robot: bool
+    header_names: list[str] = field(default_factory=list)
+    query_names: list[str] = field(
+        default_factory=lambda: ["msg_signature", "timestamp", "nonce", "echostr"]
+    )
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.wb.bot_url if self.robot else self.wb.app_url).path
+
+    @property
+    def keys(self) -> Keys:
+        return self.wb.bot_keys if self.robot else self.wb.app_keys
+
+    def sign(self, body: bytes) -> Signed:
+        text = body.decode("utf-8", "replace")
+        found = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]></Encrypt>|\"encrypt\": \"(.*?)\"", text)
+        encrypted = next((g for g in found.groups() if g is not None), "") if found else text
+        return Signed(body, query=signed_query(self.keys, encrypted))
+
+    def seal(self, content: bytes) -> Signed:
+        encrypted = encrypt(content, self.keys.encoding_aes_key, self.keys.receive_id)
+        if self.robot:
+            body = json.dumps({"encrypt": encrypted}).encode()
+        else:
+            body = f"<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>".encode()
+        return Signed(body, query=signed_query(self.keys, encrypted))
+
+    def event(self) -> dict[str, Any]:
+        if self.robot:
+            return self.wb.bot_payload("How do I install mmdet?", chat_id=ROBOT_CHAT)
+        return xmltodict.parse(self.wb.question_xml("How do I install mmdet?"))
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        if self.robot:
+            return json.dumps(event).encode()
+        root = event["xml"] if set(event) == {"xml"} else event
+        fields = _as_xml(root) if isinstance(root, dict) else {"Content": _as_xml(root)}
+        return xmltodict.unparse({"xml": fields}).encode()
+
+
+def _as_xml(value: Any) -> Any:
+    """JSON as xmltodict writes it: element names made valid, every leaf a string (XML has no
+    other type), a list in a list wrapped in an element."""
+    if isinstance(value, dict):
+        return {_element_name(k): _as_xml(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [{"item": _as_xml(v)} if isinstance(v, list) else _as_xml(v) for v in value]
+    return "" if value is None else str(value)
+
+
+def _element_name(key: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", key)
+    return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
 
 
 @dataclass
@@ -35,6 +104,21 @@ class WeComPlatform:
     @property
     def bot(self) -> Any:
         return self.wb.bot
+
+    @property
+    def webhook(self) -> WeComCallback:
+        return WeComCallback(self.wb, robot=self.mode == "robot")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        wb = self.wb
+        keys = (wb.app_keys, wb.bot_keys)
+        return (
+            wb.fake.secret,
+            wb.robot_key,
+            *(k.token for k in keys),
+            *(k.encoding_aes_key for k in keys),
+        )
 
     async def deliver(self, text: str, message_id: str) -> None:
         if self.mode == "robot":

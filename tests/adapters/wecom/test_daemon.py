@@ -25,7 +25,7 @@ from tests.adapters.wecom.fake_wecom import (
     text_xml,
     url_check,
 )
-from tests.daemon import Daemon, daemon_config, free_port
+from tests.daemon import ADMIN, Daemon, daemon_config, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,7 +86,7 @@ def post_callback(daemon: Daemon, keys: Keys, xml: str) -> httpx.Response:
 
 
 def status(daemon: Daemon, message_id: int) -> str:
-    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", timeout=10)
+    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", headers=ADMIN, timeout=10)
     return str(response.json().get("status")) if response.status_code == 200 else ""
 
 
@@ -99,6 +99,7 @@ def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
     hanging = daemon_config(
         tmp_path,
         port,
+        admin_token=True,
         pipeline=["normalize", "tests.plugins:Sleep", *ANSWERING[1:]],
         middleware={"sleep": {"seconds": 600}},
         adapters=adapters,
@@ -115,7 +116,9 @@ def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
     finally:
         first.kill()
 
-    restarted = daemon_config(tmp_path, port, pipeline=ANSWERING, adapters=adapters)
+    restarted = daemon_config(
+        tmp_path, port, admin_token=True, pipeline=ANSWERING, adapters=adapters
+    )
     second = Daemon(restarted, port).start()
     try:
         # WeCom may well deliver the callback again meanwhile: still one message, one answer.
