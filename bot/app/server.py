@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -13,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.app.jobs import Jobs
+from bot.llm.protocol import HealthReporting
 from bot.runtime import Bot
 
 
@@ -24,9 +26,15 @@ def create_app(bot: Bot, jobs: Jobs | None = None) -> Starlette:
             await asyncio.to_thread(bot.db.check_schema)
         except Exception as exc:
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
-        return JSONResponse(
-            {"status": "ok", "adapters": sorted(bot.adapters), "model": bot.services.llm.name}
-        )
+        llm = bot.services.llm
+        adapters = sorted(bot.adapters)
+        body: dict[str, Any] = {"status": "ok", "adapters": adapters, "model": llm.name}
+        process = llm.health() if isinstance(llm, HealthReporting) else {}
+        if process:
+            body["model_process"] = process
+            if process["state"] == "failed":
+                body["status"] = "degraded"  # up, answering only what needs no model
+        return JSONResponse(body)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -51,6 +51,21 @@ class ContextTooLong(LLMError):
     """The prompt does not fit the model's context window."""
 
 
+class BrokenAnswer(LLMError):
+    """The answer came back incomplete or garbled: a stream cut off or without a finish reason,
+    malformed chunks, junk text, a model process that died or hung mid-answer. Such text is
+    never posted; asking once more may work."""
+
+
+class Truncated(LLMError):
+    """The answer reached ``max_tokens`` before it ended (finish reason ``length``): it is half
+    an answer."""
+
+
+class ModelUnavailable(LLMError):
+    """The local model process kept crashing and is no longer restarted: no call is tried."""
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     name: str
@@ -90,6 +105,14 @@ class TokenCounting(Protocol):
     def count_message_tokens(self, messages: list[ChatMessage]) -> int:
         """Tokens of the whole chat prompt, template markup included."""
         ...
+
+
+@runtime_checkable
+class HealthReporting(Protocol):
+    """A model that runs somewhere that can be up or down (a supervised process): what
+    ``/healthz`` and ``doctor`` show about it."""
+
+    def health(self) -> dict[str, Any]: ...
 
 
 class Route(NamedTuple):
