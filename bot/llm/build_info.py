@@ -46,13 +46,13 @@ PORTABLE = (
 
 @dataclass
 class BuildReport:
-    """What the probe found; ``crash`` says how it died, if it did."""
+    """What the probe found: ``crash`` says how it died, ``error`` what it could not load."""
 
     system_info: str = ""
     gpu_offload: bool = False
     model_ran: bool = False
     crash: str | None = None
-    output: str = ""
+    error: str | None = None
     features: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -97,7 +97,6 @@ def probe(model: Path, llama_kwargs: dict[str, Any], timeout: float) -> BuildRep
         report.crash = f"did not finish within {timeout:g}s"
         return report
     report = _read(done.stdout)
-    report.output = done.stderr.strip()
     if done.returncode < 0:
         try:
             name = signal.Signals(-done.returncode).name
@@ -106,7 +105,8 @@ def probe(model: Path, llama_kwargs: dict[str, Any], timeout: float) -> BuildRep
         stage = "running the model" if report.system_info else "importing llama_cpp"
         report.crash = f"{name} while {stage}"
     elif done.returncode != 0:
-        report.crash = f"exit status {done.returncode}: {report.output.splitlines()[-1:]}"
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        report.error = lines[-1]
     return report
 
 
@@ -140,6 +140,14 @@ def findings(report: BuildReport, flags: set[str] | None, plans_gpu: bool) -> li
                 f"this build cannot run the model on this machine; rebuild it portably: "
                 f"{PORTABLE}. The bot keeps running (the model has a process of its own) "
                 "but cannot answer",
+            )
+        )
+    if report.error is not None:
+        out.append(
+            Finding(
+                "fail",
+                "the model does not load",
+                f"{report.error} (llama-cpp-python loading llm.model_path as planned)",
             )
         )
     if report.features.get("AMX_INT8") == "1":

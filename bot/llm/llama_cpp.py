@@ -141,6 +141,7 @@ class LlamaCppChatModel:
     async def warm_up(self) -> None:
         """Read the vocabulary, start the model process and wait until it serves (at once when
         it already does)."""
+        fitting_plan(self.settings, self.model_path)  # says why not before a process starts
         self.vocabulary.load()
         self.process.on_restart = self._reconnect
         await self.process.start()

@@ -118,6 +118,7 @@ class ModelProcess:
         return {
             "state": str(self.state),
             "pid": self.pid,
+            "busy": self._turn.locked(),  # a call in flight
             "restarts": self.restarts,
             "recent_crashes": len(self._recent_crashes()),
             "last_crash": self.last_crash,
@@ -139,7 +140,7 @@ class ModelProcess:
             sock.listen(64)
             self._socket = sock
             self._task = asyncio.create_task(self._supervise(), name=f"supervise {self.name}")
-        await self._wait_for(State.UP, State.FAILED)
+        await self.wait_for(State.UP, State.FAILED)
         if self._startup_error is not None:
             raise ModelError(f"{self.name}: the model process {self._startup_error}")
 
@@ -182,7 +183,7 @@ class ModelProcess:
         timeout = self.settings.start_timeout_seconds + self.settings.restart_max_seconds
         try:
             async with asyncio.timeout(timeout):
-                await self._wait_for(State.UP, State.FAILED, State.STOPPED)
+                await self.wait_for(State.UP, State.FAILED, State.STOPPED)
         except TimeoutError:
             raise ModelUnavailable(
                 f"{self.name}: the model process is not up after {timeout:g}s"
@@ -199,7 +200,8 @@ class ModelProcess:
     async def _diagnose(
         self, exc: LLMError, process: asyncio.subprocess.Process | None
     ) -> str | None:
-        """Why the call failed, when the child is to blame (None otherwise)."""
+        """Why the call failed, when the child is to blame (None otherwise). Returns once the
+        supervisor has seen the child go, so the next call waits for its successor."""
         if process is None:
             return None
         if timed_out(exc):
@@ -208,14 +210,20 @@ class ModelProcess:
                 self._kill_reason = f"hung (no answer for {hang:g}s) and was killed"
                 log.error("%s: no answer for %gs: killing the model process", self.name, hang)
                 process.kill()
-            return "hung while answering and was killed"
-        if not dropped(exc):
+            why = "hung while answering and was killed"
+        elif dropped(exc):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), EXIT_WAIT_SECONDS)
+            if process.returncode is None:
+                return "dropped the connection"
+            why = f"{describe_exit(process.returncode)} while answering"
+        else:
             return None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), EXIT_WAIT_SECONDS)
-        if process.returncode is None:
-            return "dropped the connection"
-        return f"{describe_exit(process.returncode)} while answering"
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._process is not process or self.state is not State.UP
+            )
+        return why
 
     # -- the supervising loop -----------------------------------------------------------------
 
@@ -270,7 +278,6 @@ class ModelProcess:
         assert self._socket is not None
         fd = self._socket.fileno()
         self._kill_reason = None
-        await self._set_state(State.STARTING)
         process = await asyncio.create_subprocess_exec(
             *self.command,
             "--fd",
@@ -283,6 +290,7 @@ class ModelProcess:
         )
         self._process, self.pid = process, process.pid
         log.info("%s: model process %d starting", self.name, process.pid)
+        await self._set_state(State.STARTING)
         output = asyncio.create_task(self._forward(process))
         exited = asyncio.create_task(process.wait())
         was_up = False
@@ -290,10 +298,10 @@ class ModelProcess:
             if await self._became_ready(process, exited):
                 was_up = True
                 log.info("%s: model process %d is up", self.name, process.pid)
-                metrics.MODEL_PROCESS_UP.set(1)
-                await self._set_state(State.UP)
                 if self.restarts and self.on_restart is not None:
                     await self.on_restart()
+                metrics.MODEL_PROCESS_UP.set(1)
+                await self._set_state(State.UP)
             returncode = await exited
         finally:
             if process.returncode is None:
@@ -364,6 +372,7 @@ class ModelProcess:
             self.state = state
             self._changed.notify_all()
 
-    async def _wait_for(self, *states: State) -> None:
+    async def wait_for(self, *states: State) -> None:
+        """Until the process is in one of ``states``."""
         async with self._changed:
             await self._changed.wait_for(lambda: self.state in states)
