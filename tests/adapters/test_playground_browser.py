@@ -58,7 +58,7 @@ def test_two_senders_chat_and_read_answer_and_trace(daemon: Daemon) -> None:
             page.click("#send")
             page.fill("#sender", "bob")
             page.check("#mention")
-            page.fill("#text", "How do I install mmdetection?")
+            page.fill("#text", "What is a config file?")
             page.click("#send")
 
             items = page.locator(".item")
