@@ -81,12 +81,11 @@ def plan_for_settings(settings: LLMSettings, path: Path | None = None) -> Plan:
     )
 
 
-def fitting_plan(settings: LLMSettings, path: Path) -> Plan:
+def require_fit(plan: Plan) -> Plan:
     """The plan, or a ``ModelError`` that says why the model does not fit and what would."""
-    plan = plan_for_settings(settings, path)
     if plan.status == "does-not-fit":
         raise ModelError(
-            f"{path.name} does not fit tier {plan.tier.name}: "
+            f"{plan.path.name} does not fit tier {plan.tier.name}: "
             + "; ".join(plan.reasons[-1:] + plan.advice[:2])
         )
     return plan
@@ -141,7 +140,7 @@ class LlamaCppChatModel:
     async def warm_up(self) -> None:
         """Read the vocabulary, start the model process and wait until it serves (at once when
         it already does)."""
-        fitting_plan(self.settings, self.model_path)  # says why not before a process starts
+        require_fit(self.plan)  # says why not before a process starts
         self.vocabulary.load()
         self.process.on_restart = self._reconnect
         await self.process.start()

@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.config import LLMSettings
-from bot.llm.llama_cpp import SCORE_ROUTE, fitting_plan, thread_count
+from bot.llm.llama_cpp import SCORE_ROUTE, plan_for_settings, require_fit, thread_count
 from bot.llm.protocol import ChatMessage, ModelError
 from bot.llm.scoring import SCORE_GRAMMAR
 from bot.llm.vocabulary import Vocabulary
@@ -53,7 +53,7 @@ from bot.llm.vocabulary import Vocabulary
 
 def model_settings(settings: LLMSettings, path: Path) -> ModelSettings:
     """llama-cpp-python's server settings that carry out the planner's plan."""
-    plan = fitting_plan(settings, path)
+    plan = require_fit(plan_for_settings(settings, path))
     threads = thread_count(settings)
     return ModelSettings(
         model=str(path),
