@@ -183,8 +183,8 @@ def findings(report: BuildReport, flags: set[str] | None, plans_gpu: bool) -> li
                 Finding(
                     "ok",
                     "CPU features the portable build leaves unused",
-                    f"{', '.join(unused)}: a native build generates about 10% faster on this "
-                    "CPU (README, 'llama.cpp builds'): make llama LLAMA_BUILD=native",
+                    f"{', '.join(unused)}: a native build measured 0-12% faster on such a CPU "
+                    "(README, 'llama.cpp builds'): make llama LLAMA_BUILD=native",
                 )
             )
     if plans_gpu and report.system_info and not report.gpu_offload:
