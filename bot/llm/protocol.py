@@ -89,7 +89,11 @@ class ChatModel(Protocol):
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: list[str] | None = None,
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncIterator[str]:
+        """The answer in pieces. A stream that was not a whole answer raises at its end, after
+        its pieces: ``Truncated`` at ``max_tokens``, ``BrokenAnswer`` when cut off or garbled.
+        A backend notes the real ``finish_reason`` and ``completion_tokens`` (``note``)."""
+        ...
 
     async def close(self) -> None: ...
 

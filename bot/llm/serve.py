@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import logging
 import os
 import socket
 import sys
@@ -54,6 +55,13 @@ from bot.llm.vocabulary import Vocabulary
 def model_settings(settings: LLMSettings, path: Path) -> ModelSettings:
     """llama-cpp-python's server settings that carry out the planner's plan."""
     plan = require_fit(plan_for_settings(settings, path))
+    if plan.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+        logging.getLogger(__name__).warning(
+            "llm.tier %s plans %d GPU layers, but this llama-cpp-python has no GPU support "
+            "(make llama LLAMA_BUILD=cuda): running on the CPU",
+            plan.tier.name,
+            plan.n_gpu_layers,
+        )
     threads = thread_count(settings)
     return ModelSettings(
         model=str(path),

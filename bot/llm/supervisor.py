@@ -308,6 +308,8 @@ class ModelProcess:
                 process.kill()
                 await process.wait()
             await output
+            if process.stdin is not None:
+                process.stdin.close()
             metrics.MODEL_PROCESS_UP.set(0)
         if not self._closed:
             metrics.MODEL_PROCESS_CRASHES.labels(self._cause_label(returncode)).inc()
