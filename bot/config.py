@@ -89,6 +89,9 @@ class RemoteLLMSettings(Section):
     max_wait_seconds: float = Field(10.0, ge=0)
     tokenizer: Path | None = None
     score_extra_body: dict[str, Any] = Field(default_factory=dict)
+    # The 0-10 scoring route of `huixiangdou-bot llm serve` (exact probabilities), or None to
+    # ask for a short answer and parse it.
+    score_route: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -112,6 +115,17 @@ class RoutingSettings(Section):
     fallback: bool = True
 
 
+class ModelProcessSettings(Section):
+    """How the daemon supervises the process that runs the local model (bot/llm/supervisor.py)."""
+
+    start_timeout_seconds: float = Field(300.0, gt=0)
+    hang_seconds: float = Field(300.0, gt=0)
+    restart_initial_seconds: float = Field(0.5, ge=0)
+    restart_max_seconds: float = Field(30.0, ge=0)
+    crash_loop_crashes: int = Field(5, ge=1)
+    crash_loop_seconds: float = Field(60.0, gt=0)
+
+
 class LLMSettings(Section):
     backend: Literal["llama_cpp", "openai", "hybrid"] = "llama_cpp"
     model_path: Path | None = None
@@ -128,6 +142,7 @@ class LLMSettings(Section):
     temperature: float = Field(0.2, ge=0, le=2)
     repeat_penalty: float = Field(1.1, ge=0)
     seed: int = 42
+    process: ModelProcessSettings = ModelProcessSettings()
     remote: RemoteLLMSettings = RemoteLLMSettings()
     routing: RoutingSettings = RoutingSettings()
 

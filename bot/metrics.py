@@ -1,6 +1,6 @@
 """Prometheus metrics served at /metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_RECEIVED = Counter(
     "hxd_messages_received_total",
@@ -21,4 +21,17 @@ SEND_ATTEMPTS = Counter(
     "hxd_send_attempts_total",
     "Attempts to send replies, by platform and result",
     ["platform", "result"],
+)
+MODEL_PROCESS_UP = Gauge(
+    "hxd_model_process_up",
+    "1 while the local model's process serves, 0 while it starts, restarts or has failed",
+)
+MODEL_PROCESS_RESTARTS = Counter(
+    "hxd_model_process_restarts_total",
+    "Restarts of the local model's process after a crash or a hang",
+)
+MODEL_PROCESS_CRASHES = Counter(
+    "hxd_model_process_crashes_total",
+    "Crashes of the local model's process, by cause (a signal name, exit, hang, start-timeout)",
+    ["cause"],
 )

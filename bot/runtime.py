@@ -12,6 +12,7 @@ from bot.adapter import Adapter
 from bot.context import HistoryTurn, TraceStep, TurnContext
 from bot.holds import Holds
 from bot.inbox import Inbox
+from bot.llm.protocol import LLMError
 from bot.message import Reply
 from bot.outbox import Outbox
 from bot.outcomes import Outcomes
@@ -167,7 +168,10 @@ class Bot:
         try:
             reply = await self.pipeline_for(message.conversation_id).run(ctx)
         except Exception as exc:
-            log.exception("message #%d: pipeline failed", primary)
+            if isinstance(exc, LLMError):  # the model failed; its message says how and why
+                log.warning("message #%d failed: %s", primary, exc)
+            else:
+                log.exception("message #%d: pipeline failed", primary)
             await self.outcomes.finish(
                 [primary],
                 MessageStatus.FAILED,

@@ -8,14 +8,29 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from tests.conftest import write_config
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float = 120, what: str = "") -> T:
+    """Poll ``probe`` (a running process's HTTP API: nothing to wait on but its answers) until
+    it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or probe}")
+        time.sleep(0.02)
 
 
 def free_port() -> int:
@@ -40,7 +55,8 @@ def daemon_config(
         "bot": {"work_dir": str(directory / "work")},
         "server": server,
         "queue": {"debounce_seconds": 0},
-        "llm": {"max_tokens": 24, "n_ctx": 1024},
+        # Room for the bundled model's short answers: one cut at max_tokens is not posted.
+        "llm": {"max_tokens": 256, "n_ctx": 1024, "n_threads": 1},
         "logging": {"level": "INFO"},
     }
     data.update(sections)
@@ -79,6 +95,16 @@ class Daemon:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"daemon did not become healthy:\n{self.log.read_text()}")
+
+    def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = httpx.get(f"{self.url}/healthz", timeout=10).json()
+        return health
+
+    def message(self, message_id: int) -> dict[str, Any]:
+        view: dict[str, Any] = httpx.get(
+            f"{self.url}/api/messages/{message_id}", timeout=10
+        ).json()
+        return view
 
     def kill(self) -> None:
         """SIGKILL: a crash, no clean shutdown."""

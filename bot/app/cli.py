@@ -29,6 +29,7 @@ from bot.app.kb_cli import kb
 from bot.app.rejection_cli import calibrate, classify
 from bot.app.server import create_app
 from bot.app.services import build_services
+from bot.llm.llama_cpp import plan_for_settings, resolve_model_path
 from bot.message import Message
 from bot.runtime import Bot
 from bot.storage import repo
@@ -183,6 +184,39 @@ def trace(config_path: Path, message_id: int, as_json: bool) -> None:
         click.echo(json.dumps(view, ensure_ascii=False, indent=2))
     else:
         print_view(view)
+
+
+# -- llm --------------------------------------------------------------------------------------
+
+
+@main.group()
+def llm() -> None:
+    """The local model."""
+
+
+@llm.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--api-key",
+    envvar="HUIXIANGDOU_LLM_API_KEY",
+    help="Require this bearer key (the bots' llm.remote.api_key); for a non-loopback --host.",
+)
+def serve(config_path: Path, host: str, port: int, api_key: str | None) -> None:
+    """Serve llm.model_path as an OpenAI-compatible HTTP service, loaded as the tier planner
+    says, for bots with llm.backend: openai (see the README)."""
+    config = load(config_path, daemon=True)
+    # fastapi and the native library: loaded only by the command that serves the model
+    from bot.llm.serve import serve as serve_model
+
+    path = startup_guard(lambda: resolve_model_path(config.llm))
+    plan = startup_guard(lambda: plan_for_settings(config.llm, path))
+    logging.getLogger("huixiangdou-bot").info(
+        "serving %s on http://%s:%d/v1 (%s)", path.name, host, port, plan.summary()
+    )
+    settings = config.llm.model_copy(update={"model_path": path})
+    startup_guard(lambda: serve_model(settings, host, port, api_key))
 
 
 # -- db ---------------------------------------------------------------------------------------

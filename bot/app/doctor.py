@@ -20,9 +20,11 @@ from bot.app.cli_support import EXIT_CONFIG, config_option
 from bot.app.console.auth import AdminAccess
 from bot.app.services import build_services
 from bot.config import Config, ConfigError, load_config
+from bot.llm import build_info
 from bot.llm.gguf_info import GGUFInfo
-from bot.llm.llama_cpp import ModelError, plan_for_settings, resolve_model_path
+from bot.llm.llama_cpp import ModelError, plan_for_settings, resolve_model_path, thread_count
 from bot.llm.openai_compatible import split_credentials
+from bot.llm.planner import Plan
 from bot.pipeline import build_pipelines
 from bot.prompts import PromptError
 from bot.storage.db import Database, SchemaError
@@ -103,14 +105,49 @@ def check_local_model(checks: Checks, config: Config) -> None:
         checks.ok(what, plan.summary())
     for line in plan.lines()[3:]:
         click.echo(f"        {line}")
-    import llama_cpp
+    if plan.status != "does-not-fit":
+        check_build(checks, config, model_path, plan)
 
-    if plan.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
-        checks.warn(
-            "GPU offload",
-            "this llama-cpp-python build has no GPU support: reinstall it with "
-            "CMAKE_ARGS=-DGGML_CUDA=on (or set llm.tier: cpu)",
+
+def check_build(checks: Checks, config: Config, model_path: Path, plan: Plan) -> None:
+    """The CPU features of the installed llama.cpp build against this CPU, and whether it runs
+    the model at all, probed in a child process (a crash there cannot take doctor down)."""
+    click.echo("        probing the llama.cpp build (loads the model in a child process) ...")
+    kwargs = {
+        **plan.llama_kwargs(),
+        "n_ctx": 256,
+        "n_threads": thread_count(config.llm),
+        "n_threads_batch": thread_count(config.llm),
+    }
+    report = build_info.probe(model_path, kwargs, config.llm.process.start_timeout_seconds)
+    for finding in build_info.findings(report, build_info.cpu_flags(), plan.n_gpu_layers > 0):
+        checks.report(finding)
+
+
+def check_running_daemon(checks: Checks, host: str, port: int) -> None:
+    """What the bot already running on the server port says about its model process."""
+    try:
+        health = httpx.get(f"http://{host}:{port}/healthz", timeout=5.0).json()
+    except (httpx.HTTPError, ValueError):
+        return
+    process = health.get("model_process") if isinstance(health, dict) else None
+    if not isinstance(process, dict):
+        return
+    what = f"running bot's model process: {process.get('state')}"
+    detail = f"pid {process.get('pid')}, {process.get('restarts')} restart(s)"
+    if process.get("last_crash"):
+        detail += f", last crash: {process['last_crash']}"
+    if process.get("state") == "failed":
+        checks.bad(
+            what,
+            f"{detail}. It crashed {process.get('recent_crashes')} times in a row and is not "
+            "restarted: the bot answers only what needs no model. Fix the cause (see the "
+            "llama.cpp build lines above and the bot's log), then restart the bot",
         )
+    elif process.get("state") == "up" and not process.get("recent_crashes"):
+        checks.ok(what, detail)
+    else:
+        checks.warn(what, detail)
 
 
 def check_remote_model(checks: Checks, config: Config) -> None:
@@ -151,18 +188,21 @@ def check_admin_access(checks: Checks, config: Config, adapters: list[Adapter]) 
         checks.ok("admin pages", f"on {where}, open to this machine only (no token needed)")
 
 
-def check_port(checks: Checks, what: str, host: str, port: int, key: str) -> None:
+def check_port(checks: Checks, what: str, host: str, port: int, key: str) -> bool:
+    """Whether the port is free."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-            checks.ok(what, f"{host}:{port} is free")
         except OSError as exc:
             checks.warn(
                 f"{what} {host}:{port}",
                 f"cannot bind ({exc.strerror}): is the bot already running? Otherwise change "
                 f"{key}",
             )
+            return False
+    checks.ok(what, f"{host}:{port} is free")
+    return True
 
 
 @click.command()
@@ -205,9 +245,8 @@ def doctor(config_path: Path) -> None:
         check_local_model(checks, config)
     if config.llm.backend in ("openai", "hybrid"):
         check_remote_model(checks, config)
-    import llama_cpp  # the native library: loaded only by the commands that run the model
-
-    checks.ok("llama-cpp-python", llama_cpp.__version__)
+    # Its version from the package metadata: doctor never loads the native library itself.
+    checks.ok("llama-cpp-python", importlib.metadata.version("llama_cpp_python"))
 
     try:
         services = build_services(config, llm=_NoModel())
@@ -233,7 +272,8 @@ def doctor(config_path: Path) -> None:
     check_admin_access(checks, config, adapters)
 
     server = config.server
-    check_port(checks, "server port", server.host, server.port, "server.port")
+    if not check_port(checks, "server port", server.host, server.port, "server.port"):
+        check_running_daemon(checks, server.host, server.port)
     if server.admin_port is not None:
         check_port(checks, "admin port", server.admin_host, server.admin_port, "server.admin_port")
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from adapters.common.webhook import BodyLimit
 from bot.app.console.auth import AdminAccess, AdminOnly
 from bot.app.console.routes import Console
 from bot.app.jobs import Jobs
+from bot.llm.protocol import HealthReporting
 from bot.runtime import Bot
 from bot.storage.db import SchemaError
 
@@ -56,9 +58,15 @@ def create_app(bot: Bot, jobs: Jobs | None = None) -> ASGIApp:
         except Exception as exc:  # a driver's text may hold a host or user: only the kind
             error = f"database: {type(exc).__name__}"
             return JSONResponse({"status": "error", "error": error}, status_code=503)
-        return JSONResponse(
-            {"status": "ok", "adapters": sorted(bot.adapters), "model": bot.services.llm.name}
-        )
+        llm = bot.services.llm
+        adapters = sorted(bot.adapters)
+        body: dict[str, Any] = {"status": "ok", "adapters": adapters, "model": llm.name}
+        process = llm.health() if isinstance(llm, HealthReporting) else {}
+        if process:
+            body["model_process"] = process
+            if process["state"] == "failed":
+                body["status"] = "degraded"  # up, answering only what needs no model
+        return JSONResponse(body)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -13,13 +13,14 @@ calls do the same with the prompt as it is.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot.config import RoutingSettings
 from bot.llm.protocol import (
     ChatMessage,
     ChatModel,
     Completion,
+    HealthReporting,
     LLMError,
     Route,
     Task,
@@ -51,6 +52,10 @@ class HybridChatModel:
 
     def count_message_tokens(self, messages: list[ChatMessage]) -> int:
         return count_message_tokens(self.local, messages)
+
+    def health(self) -> dict[str, Any]:
+        """The local model's process, when it has one."""
+        return self.local.health() if isinstance(self.local, HealthReporting) else {}
 
     def routes(self, task: Task, prompt_tokens: int, max_tokens: int) -> list[Route]:
         """Backends to try for one call, in order, each with the reason for its place."""

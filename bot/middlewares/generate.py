@@ -4,12 +4,21 @@ The prompt is packed to the context of the model that will answer (bot.llm.budge
 weakest chunks dropped first. A hybrid model names the backends to try in order; when the first
 fails before its first token, the prompt is packed again for the next one. The answer is
 streamed, so the trace can say how long the first token took and how fast the rest came.
+
+Nothing is passed on until the answer is whole. A broken one (a stream cut off, junk text, a
+model process that died mid-answer: ``BrokenAnswer``) is asked for once more, from the first
+route again; a second failure fails the message with the reason. An answer that reached
+``max_tokens`` before it ended (``Truncated``) is not posted: the bot stays silent with
+``ignored: truncated`` (a cut-off answer reads as a wrong one; raise ``max_tokens`` when the
+trace shows it often). Token counts and the finish reason are the backend's own.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,8 +26,10 @@ from bot.context import Chunk, HistoryTurn, TurnContext
 from bot.llm.budget import Packed, pack
 from bot.llm.hybrid import stream_with_fallback
 from bot.llm.protocol import (
+    BrokenAnswer,
     ChatMessage,
     ChatModel,
+    Truncated,
     collect_notes,
     context_length,
     count_message_tokens,
@@ -27,6 +38,8 @@ from bot.llm.protocol import (
 )
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
+
+log = logging.getLogger(__name__)
 
 PROMPT_VARIABLES = {"bot_name", "topic", "question", "chunks", "history"}
 
@@ -118,22 +131,46 @@ class Generate(BaseMiddleware[GenerateOptions]):
             # An earlier middleware answered (extract, without a capable model).
             ctx.record(skipped="already answered")
             return await call_next(ctx)
-        with collect_notes() as notes:
-            answer = "".join([piece async for piece in self.stream(ctx)]).strip()
-        llm = self.services.llm
-        model = notes.get("route", llm.name)
-        completion_tokens = count_tokens(llm, answer) if answer else 0
+        retried: list[str] = []
+        while True:
+            with collect_notes() as notes:
+                try:
+                    pieces = [piece async for piece in self.stream(ctx)]
+                except Truncated as exc:
+                    noted = {**self._noted(notes, retried), "finish_reason": "length"}
+                    return ctx.ignore(
+                        "truncated",
+                        why=f"{exc}; raise middleware.generate.max_tokens or llm.max_tokens",
+                        max_tokens=self.max_tokens,
+                        **noted,
+                    )
+                except BrokenAnswer as exc:
+                    if retried:
+                        ctx.record(**self._noted(notes, retried))
+                        raise
+                    log.warning("message #%d: %s; asking once more", ctx.message_id, exc)
+                    retried.append(str(exc))
+                    continue
+            break
+        answer = "".join(pieces).strip()
+        completion_tokens = notes.pop("completion_tokens", len(pieces))
         detail = ctx.step.detail
         decode_ms = detail["generation_ms"] - detail["ttft_ms"]
         ctx.record(
-            model=model,
             completion_tokens=completion_tokens,
-            # A stream does not say why it ended; an answer at the limit was most likely cut.
-            finish_reason="length" if completion_tokens >= self.max_tokens else "stop",
+            finish_reason=notes.pop("finish_reason", "stop"),
             tokens_per_s=round(completion_tokens / (decode_ms / 1000), 1)
             if decode_ms > 0
             else None,
-            **{k: v for k, v in notes.items() if k != "route"},
+            **self._noted(notes, retried),
         )
         ctx.answer = answer
         return await call_next(ctx)
+
+    def _noted(self, notes: dict[str, Any], retried: list[str]) -> dict[str, Any]:
+        """The model that answered and what the backends reported, for the trace."""
+        noted = {"model": notes.get("route", self.services.llm.name)}
+        noted.update({k: v for k, v in notes.items() if k != "route"})
+        if retried:
+            noted["retried_after"] = retried
+        return noted

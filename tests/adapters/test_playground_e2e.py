@@ -25,7 +25,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 def test_message_in_reply_and_trace_out(daemon: Daemon) -> None:
     response = httpx.post(
         f"{daemon.url}/api/messages",
-        json={"text": "How do I install mmdetection?", "sender": "alice", "wait": True},
+        json={"text": "What is a config file?", "sender": "alice", "wait": True},
         timeout=120,
     )
     assert response.status_code == 200
@@ -35,7 +35,9 @@ def test_message_in_reply_and_trace_out(daemon: Daemon) -> None:
     assert view["reply"]["text"].strip()
     steps = {step["name"]: step for step in view["trace"]}
     assert list(steps) == ["normalize", "generate", "send"]
-    assert steps["generate"]["detail"]["completion_tokens"] <= 24
+    # The model's own count and finish reason (an answer cut at max_tokens is not posted).
+    generate = steps["generate"]["detail"]
+    assert generate["finish_reason"] == "stop" and 0 < generate["completion_tokens"] < 256
     assert steps["generate"]["ms"] > 0
 
     again = httpx.get(f"{daemon.url}/api/messages/{view['id']}", timeout=10).json()

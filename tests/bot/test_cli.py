@@ -18,7 +18,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def config(tmp_path: Path) -> Path:
     path = write_config(
         tmp_path,
-        {"bot": {"work_dir": str(tmp_path / "work")}, "llm": {"max_tokens": 16, "n_ctx": 1024}},
+        {
+            "bot": {"work_dir": str(tmp_path / "work")},
+            "llm": {"max_tokens": 256, "n_ctx": 1024, "n_threads": 1},
+        },
     )
     assert CliRunner().invoke(main, ["db", "upgrade", "--config", str(path)]).exit_code == 0
     return path
@@ -26,9 +29,7 @@ def config(tmp_path: Path) -> Path:
 
 def test_ask_then_trace(config: Path) -> None:
     runner = CliRunner()
-    asked = runner.invoke(
-        main, ["ask", "How do I install mmcv?", "--json", "--config", str(config)]
-    )
+    asked = runner.invoke(main, ["ask", "Where are the docs?", "--json", "--config", str(config)])
     assert asked.exit_code == 0, asked.output
     view = json.loads(asked.output)
     assert view["status"] == "answered"

@@ -1,6 +1,6 @@
 """The ChatModel contract (bot/llm/protocol.py): warm_up, complete, stream and close, with
-completions that carry their token counts and finish reason. A subclass provides the ``model``
-fixture (an async factory), and says what its backend can promise about its text."""
+completions that carry their token counts and finish reason, and streams that never pass half an
+answer off as a whole one. A subclass provides the ``model`` fixture (an async factory)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bot.llm.protocol import ChatMessage, ChatModel, Completion
+from bot.llm.protocol import ChatMessage, ChatModel, Completion, Truncated
 
 MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -37,9 +37,15 @@ class ChatModelContract:
 
     async def test_stream_yields_text_pieces(self, model: MakeModel) -> None:
         llm = await model()
-        pieces = [piece async for piece in llm.stream(MESSAGES, max_tokens=8)]
+        pieces = [piece async for piece in llm.stream(MESSAGES, max_tokens=64)]
         assert pieces and all(isinstance(p, str) for p in pieces)
         assert "".join(pieces).strip()
+        await llm.close()
+
+    async def test_a_stream_cut_at_max_tokens_is_truncated(self, model: MakeModel) -> None:
+        llm = await model()
+        with pytest.raises(Truncated):
+            [piece async for piece in llm.stream(MESSAGES, max_tokens=2)]
         await llm.close()
 
     async def test_max_tokens_bounds_the_answer(self, model: MakeModel) -> None:

@@ -13,7 +13,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import uvicorn
@@ -55,6 +55,26 @@ class Step:
     pieces: list[str] | None = None  # stream these (for stream=true requests)
     piece_delay: float = 0.0
     break_after: int | None = None  # drop the stream after this many pieces
+    finish_reason: str | None = "stop"  # None: no chunk says why the answer ended
+    done: bool = True  # end the stream with "data: [DONE]"
+    raw: list[str] | None = None  # send these data: payloads (or this body) as they are
+
+
+# Streams that look like answers but are not whole ones, as servers have sent them.
+BROKEN_STREAMS: dict[str, Step] = {
+    "no [DONE]": Step(pieces=["Use ", "pip."], done=False),
+    "no finish_reason": Step(pieces=["Use ", "pip."], finish_reason=None),
+    "length": Step(pieces=["Use ", "pip"], finish_reason="length"),
+    "content_filter": Step(pieces=["Use "], finish_reason="content_filter"),
+    "NUL": Step(pieces=["Use\x00", "pip."]),
+    "special token": Step(pieces=["Use pip.", "<|im_", "end|>", "user: more"]),
+    "U+FFFD run": Step(pieces=["Use ", "\ufffd\ufffd\ufffd"]),
+    "data: 42": Step(pieces=["Use "], raw=["42"]),
+    "choices as a string": Step(pieces=["Use "], raw=['{"choices": "abc"}']),
+    "content as a number": Step(raw=['{"choices": [{"delta": {"content": 7}}]}']),
+    "error mid-stream": Step(pieces=["Use "], raw=['{"error": {"message": "overloaded"}}']),
+    "connection dropped": Step(pieces=["Use ", "pip ", "install."], break_after=1),
+}
 
 
 @dataclass
@@ -84,11 +104,20 @@ class FakeOpenAI:
             await asyncio.sleep(step.delay)
         if step.status != 200:
             headers = {"Retry-After": step.retry_after} if step.retry_after else {}
+            if step.raw is not None:
+                content = "".join(step.raw)
+                return Response(content, step.status, headers, media_type="application/json")
             error = {"error": {"message": f"fake error {step.status}", "type": "fake"}}
             return JSONResponse(error, status_code=step.status, headers=headers)
         if body.get("stream"):
+            limit = body.get("max_tokens")
+            pieces = step.pieces if step.pieces is not None else step.text.split(" ")
+            if isinstance(limit, int) and len(pieces) > limit and step.finish_reason == "stop":
+                step = replace(step, pieces=pieces[:limit], finish_reason="length")
             return StreamingResponse(self._events(step), media_type="text/event-stream")
-        text, completion_tokens, finish = step.text, 3, "stop"
+        if step.raw is not None:
+            return Response("".join(step.raw), media_type="application/json")
+        text, completion_tokens, finish = step.text, 3, step.finish_reason
         words, limit = text.split(" "), body.get("max_tokens")
         if isinstance(limit, int) and len(words) > limit:  # a word counts as a token here
             text, completion_tokens, finish = " ".join(words[:limit]), limit, "length"
@@ -117,6 +146,8 @@ class FakeOpenAI:
         first = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
         yield f"data: {json.dumps(first)}\n\n".encode()
         yield b": keep-alive comment\n\n"
+        for payload in step.raw or []:
+            yield f"data: {payload}\n\n".encode()
         for count, piece in enumerate(pieces):
             if step.break_after is not None and count >= step.break_after:
                 raise RuntimeError("fake server drops the connection")
@@ -124,8 +155,11 @@ class FakeOpenAI:
                 await asyncio.sleep(step.piece_delay)
             chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
             yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
-        done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode()
+        if step.finish_reason is not None:
+            end = {"choices": [{"index": 0, "delta": {}, "finish_reason": step.finish_reason}]}
+            yield f"data: {json.dumps(end)}\n\n".encode()
+        if step.done:
+            yield b"data: [DONE]\n\n"
 
 
 @dataclass

@@ -21,7 +21,7 @@ class TestLlamaCppContract(ChatModelContract):
     @pytest.fixture
     def model(self) -> MakeModel:
         async def make() -> LlamaCppChatModel:
-            return LlamaCppChatModel(LLMSettings(n_ctx=1024, n_threads=2, seed=7))
+            return LlamaCppChatModel(LLMSettings(n_ctx=1024, n_threads=1, seed=7))
 
         return make
 

@@ -157,7 +157,7 @@ async def test_real_local_model_scores_with_probabilities_and_remote_answers_lon
     from bot.llm.llama_cpp import LlamaCppChatModel
 
     server = FakeOpenAI(default=Step(pieces=["remote ", "answer"]))
-    local = LlamaCppChatModel(LLMSettings(n_ctx=1024, n_threads=2))
+    local = LlamaCppChatModel(LLMSettings(n_ctx=1024, n_threads=1))
     async with server.running() as url:
         remote = OpenAICompatibleChatModel(
             RemoteLLMSettings(base_url=url, model="big", max_context=65536), LLMSettings()

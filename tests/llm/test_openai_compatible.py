@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,9 +10,16 @@ import pytest
 
 from bot.config import LLMSettings, RemoteLLMSettings
 from bot.llm.openai_compatible import OpenAICompatibleChatModel, parse_retry_after
-from bot.llm.protocol import ContextTooLong, LLMError, RateLimited, collect_notes
+from bot.llm.protocol import (
+    BrokenAnswer,
+    ContextTooLong,
+    LLMError,
+    RateLimited,
+    Truncated,
+    collect_notes,
+)
 from bot.llm.scoring import score
-from tests.llm.fake_servers import FakeOpenAI, Step
+from tests.llm.fake_servers import BROKEN_STREAMS, FakeOpenAI, Step
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +275,88 @@ async def test_a_credential_in_the_base_url_is_sent_but_never_shown(
     generate = next(step for step in view["trace"] if step["name"] == "generate")
     assert generate["verdict"].startswith("error: ") and f"to {url}" in generate["verdict"]
     assert key not in str(view) and key not in health and key not in caplog.text
+
+
+# -- answers that must never pass as whole ones ---------------------------------------------
+
+# What each broken stream (tests/llm/fake_servers.py) raises, and says.
+STREAM_ERRORS: dict[str, tuple[type[LLMError], str]] = {
+    "no [DONE]": (BrokenAnswer, "without \\[DONE\\]"),
+    "no finish_reason": (BrokenAnswer, "without a finish reason"),
+    "length": (Truncated, "max_tokens"),
+    "content_filter": (BrokenAnswer, "finish_reason content_filter"),
+    "NUL": (BrokenAnswer, "control character U\\+0000"),
+    "special token": (BrokenAnswer, "<\\|im_end\\|>"),
+    "U+FFFD run": (BrokenAnswer, "U\\+FFFD"),
+    "data: 42": (BrokenAnswer, "malformed stream chunk '42'"),
+    "choices as a string": (BrokenAnswer, "malformed stream chunk"),
+    "content as a number": (BrokenAnswer, "malformed stream chunk"),
+    "error mid-stream": (BrokenAnswer, "overloaded"),
+    "connection dropped": (BrokenAnswer, "broke off"),
+}
+
+
+@pytest.mark.parametrize("fault", BROKEN_STREAMS)
+async def test_a_stream_that_is_not_a_whole_answer_raises_the_llm_error(fault: str) -> None:
+    error, match = STREAM_ERRORS[fault]
+    server = FakeOpenAI(script=[BROKEN_STREAMS[fault]])
+    async with server.running() as url:
+        model = remote(url, Sleeps())
+        with pytest.raises(error, match=match):
+            [piece async for piece in model.stream(MESSAGES)]
+        await model.close()
+
+
+async def test_a_whole_stream_notes_its_finish_reason_and_token_count() -> None:
+    server = FakeOpenAI(script=[Step(pieces=["Use ", "pip ", "install."])])
+    async with server.running() as url:
+        model = remote(url)
+        with collect_notes() as notes:
+            pieces = [piece async for piece in model.stream(MESSAGES)]
+        await model.close()
+    assert pieces == ["Use ", "pip ", "install."]
+    # No usage in the stream: a piece is a token.
+    assert notes == {"finish_reason": "stop", "completion_tokens": 3}
+
+
+COMPLETE_FAULTS = {
+    "content_filter": (Step(text="Use", finish_reason="content_filter"), "content_filter"),
+    "no finish_reason": (Step(text="Use pip.", finish_reason=None), "without a finish reason"),
+    "special token": (Step(text="Use pip.<|eot_id|>"), "<\\|eot_id\\|>"),
+    "control character": (Step(text="Use \x1b[31mpip"), "control character U\\+001B"),
+    "choices as a string": (Step(raw=['{"choices": "abc"}']), "not a chat completion"),
+    "not JSON": (Step(raw=["<html>busy</html>"]), "not a chat completion"),
+    "no choices": (Step(raw=['{"choices": []}']), "not a chat completion"),
+}
+
+
+@pytest.mark.parametrize("fault", COMPLETE_FAULTS, ids=list(COMPLETE_FAULTS))
+async def test_a_completion_that_is_not_a_whole_answer_raises_the_llm_error(fault: str) -> None:
+    step, match = COMPLETE_FAULTS[fault]
+    server = FakeOpenAI(script=[step])
+    async with server.running() as url:
+        model = remote(url, Sleeps())
+        with pytest.raises(BrokenAnswer, match=match):
+            await model.complete(MESSAGES)
+        await model.close()
+
+
+async def test_a_completion_cut_at_max_tokens_says_so() -> None:
+    server = FakeOpenAI(default=Step(text="one two three four five"))
+    async with server.running() as url:
+        model = remote(url)
+        completion = await model.complete(MESSAGES, max_tokens=2)
+        await model.close()
+    assert (completion.text, completion.finish_reason) == ("one two", "length")
+
+
+async def test_a_prompt_the_server_finds_too_long_is_context_too_long() -> None:
+    error = {
+        "error": {"message": "maximum context length is 1024", "code": "context_length_exceeded"}
+    }
+    server = FakeOpenAI(script=[Step(status=400, raw=[json.dumps(error)])])
+    async with server.running() as url:
+        model = remote(url, Sleeps())
+        with pytest.raises(ContextTooLong, match="maximum context length"):
+            await model.complete(MESSAGES)
+        await model.close()

@@ -71,7 +71,8 @@ async def test_prompt_numbers_chunks_and_traces_tokens_and_timing(
     assert detail["prompt_tokens"] == llm.count_message_tokens(llm.calls[0])
     assert detail["prompt_budget"] == 2048 - 256 - 32  # context - max_tokens - reserve
     assert detail["ttft_ms"] <= detail["generation_ms"]
-    assert detail["completion_tokens"] == estimate_tokens("Use pip install mmdet [1].")
+    # The scripted model reports no token count: the pieces it streamed (a word each) count.
+    assert detail["completion_tokens"] == 5 and detail["finish_reason"] == "stop"
 
 
 async def test_chinese_question_gets_the_chinese_templates(
