@@ -123,6 +123,6 @@ async def test_webhook_route_is_mounted_on_the_bot_app(
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         hook = await client.post("/hooks/feishu", content=b"{}")
         assert hook.status_code == 503  # the adapter's route (it has not been started)
-        page = await client.get("/")
+        page = await client.get("/console/")
         assert page.status_code == 403  # a real platform and no admin token: locked
     bot.db.dispose()
