@@ -32,12 +32,8 @@ from bot.app.services import build_services
 from bot.config import load_config
 from bot.runtime import Bot
 from bot.storage.db import Database
-from tests.adapters.feishu.fake_feishu import (
-    FakeFeishu,
-    load_event,
-    serve,
-    signed_request,
-)
+from tests.adapters.common import serve
+from tests.adapters.feishu.fake_feishu import FakeFeishu, load_event, signed_request
 from tests.conftest import write_config
 from tests.fakes import ScriptedChatModel
 

@@ -30,7 +30,7 @@ from bot.app.services import build_services
 from bot.config import load_config
 from bot.runtime import Bot
 from bot.storage.db import Database
-from tests.adapters.feishu.fake_feishu import serve
+from tests.adapters.common import serve
 from tests.adapters.wecom.conftest import make_fake, wecom_section
 from tests.adapters.wecom.fake_wecom import app_callback, msg_id, text_xml, url_check
 from tests.conftest import write_config

@@ -96,6 +96,20 @@ class ScriptedChatModel:
         return None
 
 
+class GatedChatModel(ScriptedChatModel):
+    """A slow model: sets ``started`` when asked, and answers once the test opens ``gate``."""
+
+    def __init__(self, script: Script | list[Script] = "scripted answer") -> None:
+        super().__init__(script)
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def complete(self, messages: list[ChatMessage], **kwargs: Any) -> Completion:
+        self.started.set()
+        await self.gate.wait()
+        return await super().complete(messages, **kwargs)
+
+
 class RecordingAdapter:
     """Stands in for an IM platform: records what the bot sent, and can fail on command
     (``failures`` SendErrors first, retryable or not)."""

@@ -17,12 +17,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.config import Config
-from bot.llm.protocol import ChatMessage, Completion
 from bot.message import Reply, utcnow
 from bot.runtime import Bot
 from bot.storage import repo
 from bot.storage.models import MessageRecord, ReplyStatus
-from tests.fakes import RecordingAdapter, ScriptedChatModel, make_message
+from tests.fakes import GatedChatModel, RecordingAdapter, ScriptedChatModel, make_message
 
 pytestmark = pytest.mark.unit
 
@@ -40,18 +39,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-class GatedModel(ScriptedChatModel):
-    def __init__(self) -> None:
-        super().__init__("an answer")
-        self.gate = asyncio.Event()
-        self.started = asyncio.Event()
-
-    async def complete(self, messages: list[ChatMessage], **kwargs: Any) -> Completion:
-        self.started.set()
-        await self.gate.wait()
-        return await super().complete(messages, **kwargs)
 
 
 @contextmanager
@@ -131,7 +118,7 @@ async def test_nothing_in_flight_is_queued_or_swept_twice(
     config: Config, bot_factory: Callable[..., Any]
 ) -> None:
     adapter = RecordingAdapter()
-    model = GatedModel()
+    model = GatedChatModel("an answer")
     bot: Bot = await bot_factory(config, [adapter], model)
     clock = Clock()
     bot.recovery.clock = clock

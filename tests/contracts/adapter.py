@@ -22,13 +22,12 @@ from sqlalchemy import func, select
 from adapters.common.split import Measure
 from bot.app.server import create_app
 from bot.context import Chunk
-from bot.llm.protocol import ChatMessage, Completion
 from bot.message import Reference
 from bot.runtime import Bot
 from bot.storage import repo
 from bot.storage.models import MessageRecord
 from tests.contracts.fuzz import SignedRoute, fuzz, webhook_requests
-from tests.fakes import ScriptedChatModel
+from tests.fakes import GatedChatModel, ScriptedChatModel
 
 # A pipeline with no knowledge base: questions (a "?") pass, the model answers, one citation.
 PIPELINE = [
@@ -72,20 +71,6 @@ class Platform(Protocol):
 
 
 MakePlatform = Callable[..., Awaitable[Platform]]
-
-
-class GatedChatModel(ScriptedChatModel):
-    """A model that does not answer until the test opens the gate."""
-
-    def __init__(self, script: Any = ANSWER) -> None:
-        super().__init__(script)
-        self.gate = asyncio.Event()
-        self.started = asyncio.Event()
-
-    async def complete(self, messages: list[ChatMessage], **kwargs: Any) -> Completion:
-        self.started.set()
-        await self.gate.wait()
-        return await super().complete(messages, **kwargs)
 
 
 async def stored_count(bot: Bot) -> int:
@@ -139,7 +124,7 @@ class AdapterContract:
         assert "docs/get_started.md" in reply  # the citation reached the group
 
     async def test_the_ack_does_not_wait_for_the_model(self, platform: MakePlatform) -> None:
-        model = GatedChatModel()
+        model = GatedChatModel(ANSWER)
         harness = await platform(llm=model, pipeline=PIPELINE)
         await harness.deliver("How do I install mmdet?", "contract-slow-1")
         # Acknowledged and stored while the model has not answered yet.

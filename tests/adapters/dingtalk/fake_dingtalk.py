@@ -14,12 +14,10 @@ independent of dingtalk-stream: its own JSON frames, tickets, sessions and token
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tests.adapters.feishu.fake_feishu import serve
+from tests.adapters.common import FakeServer
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "dingtalk"
 BOT_TOPIC = "/v1.0/im/bot/messages/get"
@@ -74,7 +72,7 @@ class Card:
 
 
 @dataclass
-class FakeDingTalk:
+class FakeDingTalk(FakeServer):
     client_id: str
     client_secret: str
     bot_user_id: str = "$:LWCP_v1:$robotHuixiangDou0001"
@@ -90,6 +88,12 @@ class FakeDingTalk:
     open_requests: int = 0
     open_down: bool = False  # connections/open answers 503, as in an outage
     subscriptions: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls) -> FakeDingTalk:
+        """With a client id and secret of its own."""
+        client_id, secret = f"ding{os.urandom(8).hex()}", f"s3cr3t-{os.urandom(16).hex()}"
+        return cls(client_id=client_id, client_secret=secret)
 
     def __post_init__(self) -> None:
         self.token = "tok-" + os.urandom(8).hex()
@@ -113,26 +117,6 @@ class FakeDingTalk:
                 Route(f"{api}/card/streaming", self._card_stream, methods=put),
             ]
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[FakeDingTalk]:
-        async with serve(self.app) as port:
-            self.port = port
-            yield self
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for(self, predicate: Callable[[], Any], within: float = 20) -> None:
-        """Wait until ``predicate()`` holds (the bot's threads and the fake move on their own);
-        at most ``within`` seconds."""
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(predicate)
 
     # -- robot messages, as DingTalk delivers them ---------------------------------------------
 
@@ -238,6 +222,14 @@ class FakeDingTalk:
     async def push_message(self, data: dict[str, Any]) -> str:
         """A robot message as a CALLBACK frame; returns the frame's messageId."""
         return await self.push_frame("CALLBACK", BOT_TOPIC, json.dumps(data, ensure_ascii=False))
+
+    async def deliver(self, data: dict[str, Any], within: float = 20) -> dict[str, Any]:
+        """Push a robot message and return the client's ack, once it came."""
+        frame_id = await self.push_message(data)
+        await self.wait_for(lambda: self.ack_for(frame_id) is not None, within)
+        ack = self.ack_for(frame_id)
+        assert ack is not None
+        return ack
 
     async def push_frame(self, kind: str, topic: str, data: str) -> str:
         frame_id, frame = self._frame(kind, topic, data)

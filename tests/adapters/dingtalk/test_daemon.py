@@ -5,74 +5,40 @@ the asker, a clean shutdown, a kill -9 mid-answer answered exactly once after th
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
 from bot.app.cli import main
+from tests.adapters.common import ThreadedFake, assert_stopped_cleanly, message_status
 from tests.adapters.dingtalk.fake_dingtalk import FakeDingTalk
-from tests.adapters.dingtalk.middlewares import ANSWER
-from tests.daemon import ADMIN, Daemon, daemon_config, free_port
+from tests.adapters.middlewares import CANNED_ANSWER
+from tests.daemon import Daemon, daemon_config, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CANNED = [
     "normalize",
-    "tests.adapters.dingtalk.middlewares:CannedAnswer",
+    "tests.adapters.middlewares:CannedAnswer",
     "tests.contracts.adapter:OneReference",
 ]
 
 
-class ThreadedFake:
-    """The fake on an event loop of its own, since the test itself blocks."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.fake = FakeDingTalk(
-            client_id=f"ding{uuid.uuid4().hex[:16]}", client_secret="s3cr3t-" + uuid.uuid4().hex
-        )
-        self._running = self.fake.running()
-
-    def call(self, coroutine: Any, timeout: float = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def wait_for(self, predicate: Any, timeout: float = 60) -> None:
-        self.call(self.fake.wait_for(predicate, within=timeout), timeout + 5)
-
+class ThreadedDingTalk(ThreadedFake[FakeDingTalk]):
     def deliver(self, data: dict[str, Any]) -> dict[str, Any]:
-        fake = self.fake
-        frame_id = self.call(fake.push_message(data))
-        self.wait_for(lambda: fake.ack_for(frame_id) is not None)
-        ack = fake.ack_for(frame_id)
-        assert ack is not None
+        """Push a robot message over the stream and return the client's ack."""
+        ack: dict[str, Any] = self.call(self.fake.deliver(data, within=60), 65)
         return ack
-
-    def start(self) -> ThreadedFake:
-        self.thread.start()
-        self.call(self._running.__aenter__())
-        return self
-
-    def stop(self) -> None:
-        self.call(self._running.__aexit__(None, None, None))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture
-def threaded_fake() -> Iterator[ThreadedFake]:
-    fake = ThreadedFake().start()
-    yield fake
-    fake.stop()
+def threaded_fake() -> Iterator[ThreadedDingTalk]:
+    with ThreadedDingTalk(FakeDingTalk.fresh()) as threaded:
+        yield threaded
 
 
 def dingtalk_section(fake: FakeDingTalk) -> dict[str, Any]:
@@ -86,13 +52,8 @@ def dingtalk_section(fake: FakeDingTalk) -> dict[str, Any]:
     }
 
 
-def message_status(daemon: Daemon, message_id: int) -> str:
-    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", headers=ADMIN, timeout=10)
-    return str(response.json().get("status")) if response.status_code == 200 else "absent"
-
-
 def test_daemon_answers_at_mentioning_the_asker_and_stops_cleanly(
-    tmp_path: Path, threaded_fake: ThreadedFake, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, threaded_fake: ThreadedDingTalk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = threaded_fake.fake
     monkeypatch.setenv("DINGTALK_CLIENT_SECRET", fake.client_secret)
@@ -113,22 +74,18 @@ def test_daemon_answers_at_mentioning_the_asker_and_stops_cleanly(
         threaded_fake.wait_for(lambda: len(fake.sent) == 1)
         [sent] = fake.sent
         assert sent.route == "session_webhook" and sent.at_user_ids == ["staff-alice"]
-        assert sent.text.startswith(f"@staff-alice\n\n{ANSWER}")
+        assert sent.text.startswith(f"@staff-alice\n\n{CANNED_ANSWER}")
         assert "docs/get_started.md § Installation" in sent.text
     finally:
         daemon.stop()
-    # uvicorn re-raises the SIGTERM it handled once shutdown is complete.
-    assert daemon.process is not None and daemon.process.returncode in (0, -15)
-    log = daemon.log.read_text()
-    assert "Application shutdown complete" in log, log
-    assert "Traceback" not in log, log
+    log = assert_stopped_cleanly(daemon)
     assert fake.client_secret not in log
     assert "session=" not in log  # a sessionWebhook's key stays out of the log
     assert not fake.connected
 
 
 def test_kill_9_mid_answer_is_answered_exactly_once_after_the_restart(
-    tmp_path: Path, threaded_fake: ThreadedFake, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, threaded_fake: ThreadedDingTalk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = threaded_fake.fake
     monkeypatch.setenv("DINGTALK_CLIENT_SECRET", fake.client_secret)
@@ -147,10 +104,7 @@ def test_kill_9_mid_answer_is_answered_exactly_once_after_the_restart(
     try:
         threaded_fake.wait_for(lambda: fake.connected)
         assert threaded_fake.deliver(question)["code"] == 200
-        deadline = time.monotonic() + 30
-        while message_status(first, 1) != "processing":
-            assert time.monotonic() < deadline, "the message never started"
-            time.sleep(0.1)
+        wait_until(lambda: message_status(first, 1) == "processing", 30, "the message to start")
     finally:
         first.kill()
     threaded_fake.wait_for(lambda: not fake.connected)
@@ -177,7 +131,7 @@ def test_kill_9_mid_answer_is_answered_exactly_once_after_the_restart(
 
 @pytest.mark.parametrize("right_secret", [True, False])
 def test_doctor_checks_the_dingtalk_credentials(
-    tmp_path: Path, threaded_fake: ThreadedFake, right_secret: bool
+    tmp_path: Path, threaded_fake: ThreadedDingTalk, right_secret: bool
 ) -> None:
     fake = threaded_fake.fake
     section = dingtalk_section(fake)

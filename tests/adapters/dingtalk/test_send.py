@@ -11,8 +11,8 @@ import pytest
 
 from tests.adapters.dingtalk.conftest import MakeDingTalkBot
 from tests.adapters.dingtalk.fake_dingtalk import Failure
-from tests.contracts.adapter import ANSWER, GatedChatModel
-from tests.fakes import ScriptedChatModel
+from tests.contracts.adapter import ANSWER
+from tests.fakes import GatedChatModel, ScriptedChatModel
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ async def test_a_webhook_that_dingtalk_ended_early_falls_back_to_the_open_api(
     dingtalk_bot: MakeDingTalkBot,
 ) -> None:
     """A long answer, or one resumed after a restart: DingTalk says the session is gone."""
-    model = GatedChatModel()
+    model = GatedChatModel(ANSWER)
     dt = await dingtalk_bot(llm=model)
     await dt.deliver(dt.fake.message("text_single.json"))
     await asyncio.wait_for(model.started.wait(), 10)

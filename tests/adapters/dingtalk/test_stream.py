@@ -12,7 +12,8 @@ import pytest
 
 from tests.adapters.dingtalk.conftest import MakeDingTalkBot
 from tests.adapters.dingtalk.fake_dingtalk import BOT_TOPIC
-from tests.contracts.adapter import GatedChatModel, stored_count
+from tests.contracts.adapter import ANSWER, stored_count
+from tests.fakes import GatedChatModel
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ async def test_subscribes_to_robot_messages_with_the_configured_credentials(
 async def test_the_ack_is_sent_once_stored_while_a_slow_model_still_runs(
     dingtalk_bot: MakeDingTalkBot,
 ) -> None:
-    model = GatedChatModel()
+    model = GatedChatModel(ANSWER)
     dt = await dingtalk_bot(llm=model)
     ack = await dt.deliver(dt.fake.message())
     assert ack["code"] == 200
@@ -71,7 +72,7 @@ async def test_a_disconnect_frame_reconnects_and_later_messages_are_answered(
 async def test_a_dropped_socket_reconnects_with_backoff_and_nothing_is_lost(
     dingtalk_bot: MakeDingTalkBot,
 ) -> None:
-    model = GatedChatModel()
+    model = GatedChatModel(ANSWER)
     dt = await dingtalk_bot(llm=model)
     await dt.deliver(dt.fake.message(text="How do I install mmdet?"))
     await asyncio.wait_for(model.started.wait(), 10)

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import itertools
 import json
 import os
-import socket
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -34,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tests.adapters.common import FakeServer
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "feishu"
 
@@ -237,7 +235,7 @@ class Failure:
 
 
 @dataclass
-class FakeFeishu:
+class FakeFeishu(FakeServer):
     app_id: str
     app_secret: str
     bot_open_id: str = "ou_bot_huixiangdou"
@@ -257,6 +255,13 @@ class FakeFeishu:
     deleted: list[str] = field(default_factory=list)  # message ids recalled by the bot
     token_hold: asyncio.Event | None = None  # when set, the token endpoint waits for it
     paths: list[str] = field(default_factory=list)  # raw (still encoded) paths of sends
+
+    @classmethod
+    def fresh(cls, **options: Any) -> FakeFeishu:
+        """With an app id and secret of its own: the SDK caches tenant tokens process-wide by
+        app id."""
+        app_id, secret = f"cli_{os.urandom(8).hex()}", f"s3cr3t-{os.urandom(16).hex()}"
+        return cls(app_id=app_id, app_secret=secret, **options)
 
     def __post_init__(self) -> None:
         self._by_uuid: dict[str, Sent] = {}
@@ -279,26 +284,6 @@ class FakeFeishu:
                 WebSocketRoute("/ws", self._gateway),
             ]
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[FakeFeishu]:
-        async with serve(self.app) as port:
-            self.port = port
-            yield self
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for(self, predicate: Any) -> None:
-        """Wait until ``predicate()`` holds (the bot's threads and the fake move on their own);
-        at most 20 seconds."""
-        async with asyncio.timeout(20), self._changed:
-            await self._changed.wait_for(predicate)
 
     # -- open API -----------------------------------------------------------------------------
 
@@ -518,26 +503,3 @@ class FakeFeishu:
             socket_, self._socket = self._socket, None
             await socket_.close(code=1001)
             await self._notify()
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[int]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 and a free port, in this event loop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio")
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()

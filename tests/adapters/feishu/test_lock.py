@@ -17,13 +17,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.app.jobs import Jobs
-from tests.adapters.feishu.conftest import (
-    VERIFICATION_TOKEN,
-    FeishuBot,
-    GatedChatModel,
-    MakeFeishuBot,
-)
+from tests.adapters.feishu.conftest import ANSWER, VERIFICATION_TOKEN, FeishuBot, MakeFeishuBot
 from tests.adapters.feishu.fake_feishu import load_event
+from tests.fakes import GatedChatModel
 
 pytestmark = [
     pytest.mark.integration,
@@ -96,7 +92,7 @@ async def deliver_until_acked(fb: FeishuBot, mode: str, event: dict[str, Any], t
 async def test_a_held_write_lock_delays_but_never_loses_or_doubles(
     feishu_bot: MakeFeishuBot, mode: str, hold: float, database: dict[str, Any]
 ) -> None:
-    model = GatedChatModel()
+    model = GatedChatModel(ANSWER)
     fb = await feishu_bot(mode, llm=model, sections={"queue": SWEEP, "database": database})
     if mode == "websocket":
         await fb.fake.wait_for(lambda: fb.fake.connected)

@@ -14,10 +14,10 @@ from tests.adapters.feishu.conftest import (
     ENCRYPT_KEY,
     VERIFICATION_TOKEN,
     FeishuBot,
-    GatedChatModel,
     MakeFeishuBot,
 )
 from tests.adapters.feishu.fake_feishu import Failure, encrypt, load_event, signed_request
+from tests.fakes import GatedChatModel
 
 pytestmark = pytest.mark.integration
 
@@ -275,7 +275,7 @@ async def test_unsubscribed_event_types_are_acked_and_dropped(feishu_bot: MakeFe
 
 
 async def test_slow_model_does_not_delay_the_ack(feishu_bot: MakeFeishuBot) -> None:
-    model = GatedChatModel()
+    model = GatedChatModel(ANSWER)
     fb = await feishu_bot(llm=model)
     response = await fb.post(event("text_group.json", fb))
     # The ack is back while the model has not answered (it waits for the gate).

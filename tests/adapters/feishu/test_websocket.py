@@ -8,13 +8,9 @@ import asyncio
 
 import pytest
 
-from tests.adapters.feishu.conftest import (
-    VERIFICATION_TOKEN,
-    FeishuBot,
-    GatedChatModel,
-    MakeFeishuBot,
-)
+from tests.adapters.feishu.conftest import ANSWER, VERIFICATION_TOKEN, FeishuBot, MakeFeishuBot
 from tests.adapters.feishu.fake_feishu import load_event
+from tests.fakes import GatedChatModel
 
 pytestmark = [
     pytest.mark.integration,
@@ -97,7 +93,7 @@ async def test_same_event_five_times_gives_one_reply(feishu_bot: MakeFeishuBot) 
 
 
 async def test_slow_model_does_not_delay_the_ack(feishu_bot: MakeFeishuBot) -> None:
-    model = GatedChatModel()
+    model = GatedChatModel(ANSWER)
     fb = await connected(feishu_bot, llm=model)
     frame_id = await fb.fake.push_event(event("text_group.json", fb))
     await fb.fake.wait_for(lambda: fb.fake.ack_for(frame_id) is not None)

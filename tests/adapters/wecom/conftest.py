@@ -12,15 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 from starlette.applications import Starlette
 
 from adapters.wecom.adapter import WeComAdapter
-from bot.adapter import build_adapters
 from bot.runtime import Bot
-from bot.storage import repo
-from bot.storage.models import MessageRecord
-from tests.adapters.feishu.fake_feishu import serve
+from tests.adapters.common import StoredMessages, platform_config, serve, start_bot
 from tests.adapters.wecom.fake_wecom import (
     FakeWeCom,
     Keys,
@@ -32,12 +28,13 @@ from tests.adapters.wecom.fake_wecom import (
 )
 from tests.fakes import ScriptedChatModel
 
+MIDDLEWARES = "tests.adapters.middlewares"
 PIPELINE = [
     "normalize",
-    "tests.adapters.feishu.middlewares:QuestionsOnly",
-    "tests.adapters.feishu.middlewares:StaticChunks",
+    f"{MIDDLEWARES}:QuestionsOnly",
+    f"{MIDDLEWARES}:StaticChunks",
     "generate",
-    "tests.adapters.feishu.middlewares:CiteAll",
+    f"{MIDDLEWARES}:CiteAll",
 ]
 ANSWER = "先安装与 CUDA 12 匹配的 mmcv 预编译包，再 pip install mmdet。"
 USER = "zhangsan"
@@ -51,7 +48,7 @@ def alnum(n: int) -> str:
 
 
 @dataclass
-class WeComBot:
+class WeComBot(StoredMessages):
     bot: Bot
     adapter: WeComAdapter
     fake: FakeWeCom
@@ -114,25 +111,6 @@ class WeComBot:
     async def get(self, url: str, query: dict[str, str]) -> httpx.Response:
         async with httpx.AsyncClient(timeout=10) as client:
             return await client.get(url, params=query)
-
-    async def messages(self) -> list[dict[str, Any]]:
-        """Every stored message, as `huixiangdou-bot trace` shows it."""
-
-        def ids(session: Any) -> list[int]:
-            return list(session.scalars(select(MessageRecord.id).order_by(MessageRecord.id)))
-
-        views = [await self.bot.db.run(repo.message_view, i) for i in await self.bot.db.run(ids)]
-        return [v for v in views if v is not None]
-
-    async def only_message(self) -> dict[str, Any]:
-        await self.bot.join()
-        messages = await self.messages()
-        assert len(messages) == 1, messages
-        return messages[0]
-
-    async def raw(self, message_id: int) -> dict[str, Any]:
-        message = await self.bot.db.run(repo.load_message, message_id)
-        return message.raw
 
 
 MakeWeComBot = Callable[..., Awaitable[WeComBot]]
@@ -222,26 +200,9 @@ async def wecom_bot(
                     "message_format": "markdown",
                 },
             ]
-        config = config_factory(
-            {
-                "adapters": {"playground": {"enabled": False}, "wecom": section},
-                "pipeline": pipeline or PIPELINE,
-                "groups": groups or {},
-            }
-        )
-        adapters = build_adapters(config)
-        assert [a.name for a in adapters] == ["wecom"]
-        adapter = adapters[0]
-        assert isinstance(adapter, WeComAdapter)
+        config = platform_config(config_factory, "wecom", section, pipeline or PIPELINE, groups)
         model = llm or ScriptedChatModel(ANSWER)
-        bot = await bot_factory(config, adapters, llm=model, start=False)
-        await bot.start()
-
-        async def stop() -> None:
-            await bot.stop()
-            bot.db.dispose()
-
-        stack.push_async_callback(stop)
+        bot, adapter = await start_bot(stack, bot_factory, config, WeComAdapter, model)
         port = await stack.enter_async_context(serve(Starlette(routes=adapter.routes)))
         return WeComBot(
             bot=bot,

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import itertools
 import json
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -31,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.adapters.feishu.fake_feishu import serve
+from tests.adapters.common import FakeServer
 
 MAX_CONTENT_BYTES = 2048
 
@@ -205,7 +203,7 @@ class Sent:
 
 
 @dataclass
-class FakeWeCom:
+class FakeWeCom(FakeServer):
     corp_id: str
     secret: str
     agent_id: int = 1000002
@@ -235,16 +233,6 @@ class FakeWeCom:
             ]
         )
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[FakeWeCom]:
-        async with serve(self.app) as port:
-            self.port = port
-            yield self
-
     def response_url(self) -> str:
         """A fresh single-use response_url, as an AI bot callback carries."""
         code = os.urandom(12).hex()
@@ -254,15 +242,6 @@ class FakeWeCom:
     def expire_tokens(self) -> None:
         """Every access token handed out so far stops working (42001)."""
         self.expired.update(self.tokens)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds; at most 20 seconds."""
-        async with asyncio.timeout(20), self._changed:
-            await self._changed.wait_for(predicate)
 
     def texts(self) -> list[str]:
         return [sent.content for sent in self.sent]

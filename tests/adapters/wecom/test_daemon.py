@@ -4,10 +4,7 @@ answers exactly once after a restart."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.app.cli import main
+from tests.adapters.common import ThreadedFake, message_status
 from tests.adapters.wecom.conftest import USER, make_fake, wecom_section
 from tests.adapters.wecom.fake_wecom import (
     FakeWeCom,
@@ -25,11 +23,11 @@ from tests.adapters.wecom.fake_wecom import (
     text_xml,
     url_check,
 )
-from tests.daemon import ADMIN, Daemon, daemon_config, free_port
+from tests.daemon import Daemon, daemon_config, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-MIDDLEWARES = "tests.adapters.feishu.middlewares"
+MIDDLEWARES = "tests.adapters.middlewares"
 ANSWERING = [
     "normalize",
     f"{MIDDLEWARES}:StaticChunks",
@@ -38,46 +36,20 @@ ANSWERING = [
 ]
 
 
-class ThreadedFake:
-    """The fake on an event loop of its own, since the test itself blocks."""
-
+class ThreadedWeCom(ThreadedFake[FakeWeCom]):
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.fake, self.app_keys, self.bot_keys, self.robot_key = make_fake()
-        self._running = self.fake.running()
-
-    def call(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(20)
-
-    def start(self) -> ThreadedFake:
-        self.thread.start()
-        self.call(self._running.__aenter__())
-        return self
-
-    def stop(self) -> None:
-        self.call(self._running.__aexit__(None, None, None))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        fake, self.app_keys, self.bot_keys, self.robot_key = make_fake()
+        super().__init__(fake)
 
     def section(self) -> dict[str, Any]:
         return wecom_section(self.fake, self.app_keys, self.bot_keys, self.robot_key)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 @pytest.fixture
-def threaded_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedFake]:
-    fake = ThreadedFake().start()
-    monkeypatch.setenv("WECOM_DOCS_SECRET", fake.fake.secret)
-    yield fake
-    fake.stop()
+def threaded_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedWeCom]:
+    with ThreadedWeCom() as threaded:
+        monkeypatch.setenv("WECOM_DOCS_SECRET", threaded.fake.secret)
+        yield threaded
 
 
 def post_callback(daemon: Daemon, keys: Keys, xml: str) -> httpx.Response:
@@ -85,13 +57,8 @@ def post_callback(daemon: Daemon, keys: Keys, xml: str) -> httpx.Response:
     return httpx.post(f"{daemon.url}/wecom/docs", params=query, content=body, timeout=10)
 
 
-def status(daemon: Daemon, message_id: int) -> str:
-    response = httpx.get(f"{daemon.url}/api/messages/{message_id}", headers=ADMIN, timeout=10)
-    return str(response.json().get("status")) if response.status_code == 200 else ""
-
-
 def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
-    tmp_path: Path, threaded_fake: ThreadedFake
+    tmp_path: Path, threaded_fake: ThreadedWeCom
 ) -> None:
     fake: FakeWeCom = threaded_fake.fake
     port = free_port()
@@ -112,7 +79,7 @@ def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
         echoed = httpx.get(f"{first.url}/wecom/docs", params=check, timeout=10)
         assert (echoed.status_code, echoed.text) == (200, "echo-123")
         assert post_callback(first, threaded_fake.app_keys, xml).status_code == 200
-        wait_until(lambda: status(first, 1) == "processing")
+        wait_until(lambda: message_status(first, 1) == "processing")
     finally:
         first.kill()
 
@@ -123,8 +90,8 @@ def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
     try:
         # WeCom may well deliver the callback again meanwhile: still one message, one answer.
         assert post_callback(second, threaded_fake.app_keys, xml).status_code == 200
-        wait_until(lambda: status(second, 1) == "answered")
-        assert status(second, 2) == ""  # no second message
+        wait_until(lambda: message_status(second, 1) == "answered")
+        assert message_status(second, 2) == ""  # no second message
     finally:
         second.stop()
     assert len(fake.sent) == 1
@@ -143,7 +110,7 @@ def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
 
 @pytest.mark.parametrize("right_secret", [True, False])
 def test_doctor_checks_the_credentials_and_callbacks(
-    tmp_path: Path, threaded_fake: ThreadedFake, right_secret: bool
+    tmp_path: Path, threaded_fake: ThreadedWeCom, right_secret: bool
 ) -> None:
     fake = threaded_fake.fake
     section = threaded_fake.section()
@@ -166,7 +133,7 @@ def test_doctor_checks_the_credentials_and_callbacks(
     assert fake.secret not in output and threaded_fake.robot_key not in output
 
 
-def test_doctor_names_a_bad_encoding_aes_key(tmp_path: Path, threaded_fake: ThreadedFake) -> None:
+def test_doctor_names_a_bad_encoding_aes_key(tmp_path: Path, threaded_fake: ThreadedWeCom) -> None:
     section = threaded_fake.section()
     section["bots"][0]["encoding_aes_key"] = "tooshort"
     config = daemon_config(tmp_path, free_port(), adapters={"wecom": section})

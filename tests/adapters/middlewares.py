@@ -1,5 +1,5 @@
-"""Third-party middlewares for the Feishu tests, loaded by dotted path like any plugin would
-be: a stand-in retriever that supplies chunks and a stand-in citer that turns them into the
+"""Third-party middlewares for the platforms' tests, loaded by dotted path like any plugin
+would be: a stand-in retriever that supplies chunks and a stand-in citer that turns them into the
 reply's references (so replies carry citations whatever the built-ins do), a gate that lets
 only questions through, and a canned answer for daemon tests."""
 
@@ -8,6 +8,9 @@ from __future__ import annotations
 from bot.context import Chunk, TurnContext
 from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
+
+# The daemon tests' answer: no model has to be loaded or trusted for its words.
+CANNED_ANSWER = "Use mim to install mmcv, then pip install mmdet."
 
 CHUNKS = [
     Chunk(
@@ -62,5 +65,5 @@ class CannedAnswer(BaseMiddleware):
     name = "canned_answer"
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
-        ctx.answer = "Use mim to install mmcv, then pip install mmdet."
+        ctx.answer = CANNED_ANSWER
         return await call_next(ctx)
