@@ -67,3 +67,21 @@ class CannedAnswer(BaseMiddleware):
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
         ctx.answer = CANNED_ANSWER
         return await call_next(ctx)
+
+
+# bot.yaml's pipeline for the platforms' tests: questions only, the model answers from the
+# static chunks, every chunk cited.
+PIPELINE = [
+    "normalize",
+    f"{__name__}:QuestionsOnly",
+    f"{__name__}:StaticChunks",
+    "generate",
+    f"{__name__}:CiteAll",
+]
+# The daemon tests' pipeline: the canned answer, every chunk cited.
+CANNED_PIPELINE = [
+    "normalize",
+    f"{__name__}:StaticChunks",
+    f"{__name__}:CannedAnswer",
+    f"{__name__}:CiteAll",
+]

@@ -15,18 +15,11 @@ from adapters.feishu.adapter import FeishuAdapter
 from bot.runtime import Bot
 from tests.adapters.common import StoredMessages, platform_config, serve, start_bot
 from tests.adapters.feishu.fake_feishu import FakeFeishu, signed_request
+from tests.adapters.middlewares import PIPELINE
 from tests.fakes import ScriptedChatModel
 
 ENCRYPT_KEY = "kF3dL9xQ2mZ7pW1v"
 VERIFICATION_TOKEN = "vT8uYh4RkE2sNq6c"
-MIDDLEWARES = "tests.adapters.middlewares"
-PIPELINE = [
-    "normalize",
-    f"{MIDDLEWARES}:QuestionsOnly",
-    f"{MIDDLEWARES}:StaticChunks",
-    "generate",
-    f"{MIDDLEWARES}:CiteAll",
-]
 ANSWER = "Install mmcv from the wheel index that matches CUDA 12, then pip install mmdet."
 
 
@@ -50,6 +43,19 @@ class FeishuBot(StoredMessages):
 
 
 MakeFeishuBot = Callable[..., Awaitable[FeishuBot]]
+
+
+def feishu_section(fake: FakeFeishu, mode: str, **settings: Any) -> dict[str, Any]:
+    """adapters.feishu as an admin writes it, the app secret from the environment."""
+    return {
+        "app_id": fake.app_id,
+        "app_secret": "${FEISHU_APP_SECRET}",
+        "encrypt_key": ENCRYPT_KEY,
+        "verification_token": VERIFICATION_TOKEN,
+        "mode": mode,
+        "domain": fake.url,
+        **settings,
+    }
 
 
 @pytest.fixture
@@ -78,17 +84,9 @@ async def feishu_bot(
         fake = FakeFeishu.fresh(**(fake_options or {}))
         await stack.enter_async_context(fake.running())
         monkeypatch.setenv("FEISHU_APP_SECRET", fake.app_secret)
-        feishu: dict[str, Any] = {
-            "app_id": fake.app_id,
-            "app_secret": "${FEISHU_APP_SECRET}",
-            "encrypt_key": ENCRYPT_KEY,
-            "verification_token": VERIFICATION_TOKEN,
-            "mode": mode,
-            "domain": fake.url,
-            **settings,
-        }
+        section = feishu_section(fake, mode, **settings)
         config = platform_config(
-            config_factory, "feishu", feishu, pipeline or PIPELINE, groups, **(sections or {})
+            config_factory, "feishu", section, pipeline or PIPELINE, groups, **(sections or {})
         )
         model = llm or ScriptedChatModel(ANSWER)
         bot, adapter = await start_bot(

@@ -11,13 +11,12 @@ import httpx
 import pytest
 
 from tests.adapters.common import ThreadedFake, assert_stopped_cleanly
-from tests.adapters.feishu.conftest import ENCRYPT_KEY, VERIFICATION_TOKEN
+from tests.adapters.feishu.conftest import ENCRYPT_KEY, VERIFICATION_TOKEN, feishu_section
 from tests.adapters.feishu.fake_feishu import FakeFeishu, load_event, signed_request
+from tests.adapters.middlewares import CANNED_PIPELINE
 from tests.daemon import Daemon, daemon_config, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-MIDDLEWARES = "tests.adapters.middlewares"
 
 
 @pytest.fixture
@@ -39,23 +38,8 @@ def test_daemon_answers_in_a_thread_and_stops_cleanly(
     config = daemon_config(
         tmp_path,
         port,
-        pipeline=[
-            "normalize",
-            f"{MIDDLEWARES}:StaticChunks",
-            f"{MIDDLEWARES}:CannedAnswer",
-            f"{MIDDLEWARES}:CiteAll",
-        ],
-        adapters={
-            "playground": {"enabled": False},
-            "feishu": {
-                "app_id": fake.app_id,
-                "app_secret": "${FEISHU_APP_SECRET}",
-                "encrypt_key": ENCRYPT_KEY,
-                "verification_token": VERIFICATION_TOKEN,
-                "mode": mode,
-                "domain": fake.url,
-            },
-        },
+        pipeline=CANNED_PIPELINE,
+        adapters={"playground": {"enabled": False}, "feishu": feishu_section(fake, mode)},
     )
     daemon = Daemon(config, port).start()
     try:

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from adapters.wecom.adapter import WeComAdapter
 from bot.runtime import Bot
 from tests.adapters.common import StoredMessages, platform_config, serve, start_bot
+from tests.adapters.middlewares import PIPELINE
 from tests.adapters.wecom.fake_wecom import (
     FakeWeCom,
     Keys,
@@ -28,14 +29,6 @@ from tests.adapters.wecom.fake_wecom import (
 )
 from tests.fakes import ScriptedChatModel
 
-MIDDLEWARES = "tests.adapters.middlewares"
-PIPELINE = [
-    "normalize",
-    f"{MIDDLEWARES}:QuestionsOnly",
-    f"{MIDDLEWARES}:StaticChunks",
-    "generate",
-    f"{MIDDLEWARES}:CiteAll",
-]
 ANSWER = "先安装与 CUDA 12 匹配的 mmcv 预编译包，再 pip install mmdet。"
 USER = "zhangsan"
 ROBOT_CHAT = "wrkSFfCgAAtestchat0001"  # a group with the AI bot and a group robot

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from bot.app.cli import main
 from tests.adapters.common import ThreadedFake, message_status
+from tests.adapters.middlewares import CANNED_PIPELINE
 from tests.adapters.wecom.conftest import USER, make_fake, wecom_section
 from tests.adapters.wecom.fake_wecom import (
     FakeWeCom,
@@ -26,14 +27,6 @@ from tests.adapters.wecom.fake_wecom import (
 from tests.daemon import Daemon, daemon_config, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-MIDDLEWARES = "tests.adapters.middlewares"
-ANSWERING = [
-    "normalize",
-    f"{MIDDLEWARES}:StaticChunks",
-    f"{MIDDLEWARES}:CannedAnswer",
-    f"{MIDDLEWARES}:CiteAll",
-]
 
 
 class ThreadedWeCom(ThreadedFake[FakeWeCom]):
@@ -67,7 +60,7 @@ def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
         tmp_path,
         port,
         admin_token=True,
-        pipeline=["normalize", "tests.plugins:Sleep", *ANSWERING[1:]],
+        pipeline=["normalize", "tests.plugins:Sleep", *CANNED_PIPELINE[1:]],
         middleware={"sleep": {"seconds": 600}},
         adapters=adapters,
     )
@@ -84,7 +77,7 @@ def test_killed_mid_answer_the_daemon_answers_exactly_once_after_restart(
         first.kill()
 
     restarted = daemon_config(
-        tmp_path, port, admin_token=True, pipeline=ANSWERING, adapters=adapters
+        tmp_path, port, admin_token=True, pipeline=CANNED_PIPELINE, adapters=adapters
     )
     second = Daemon(restarted, port).start()
     try:
