@@ -14,82 +14,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from acks import arguments, latency, running_bot
 from starlette.applications import Starlette
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.adapter import build_adapters
-from bot.app.services import build_services
-from bot.config import load_config
-from bot.runtime import Bot
-from bot.storage.db import Database
 from tests.adapters.common import serve
 from tests.adapters.feishu.fake_feishu import FakeFeishu, load_event, signed_request
-from tests.conftest import write_config
-from tests.fakes import ScriptedChatModel
 
 KEY, TOKEN = "bench-encrypt-key", "bench-token"
 
 
-def summary(name: str, seconds: list[float]) -> str:
-    ms = sorted(s * 1000 for s in seconds)
-    p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
-    return (
-        f"{name:<10} acks: n={len(ms)} p50={statistics.median(ms):.1f} ms "
-        f"p95={p95:.1f} ms max={ms[-1]:.1f} ms"
-    )
-
-
 async def run_mode(mode: str, args: argparse.Namespace, work: Path) -> None:
-    fake = FakeFeishu(app_id=f"cli_{uuid.uuid4().hex[:16]}", app_secret="bench-secret")
+    fake = FakeFeishu.fresh()
     async with fake.running():
-        config = load_config(
-            write_config(
-                work,
-                {
-                    "bot": {"work_dir": str(work / mode)},
-                    "queue": {"debounce_seconds": 0, "max_concurrent_conversations": 8},
-                    "pipeline": ["normalize", "generate"],
-                    "adapters": {
-                        "playground": {"enabled": False},
-                        "feishu": {
-                            "app_id": fake.app_id,
-                            "app_secret": fake.app_secret,
-                            "encrypt_key": KEY,
-                            "verification_token": TOKEN,
-                            "mode": mode,
-                            "domain": fake.url,
-                        },
-                    },
-                },
-                name=f"{mode}.yaml",
-            )
-        )
-        database = Database(config.database_url, config.database)
-        database.upgrade()
-        model = ScriptedChatModel("An answer.", delay=args.model_seconds)
-        adapters = build_adapters(config)
-        bot = Bot(build_services(config, llm=model), database, adapters)
-        await bot.start()
-        started = time.perf_counter()
-        acks: list[float] = []
-        try:
+        section = {
+            "app_id": fake.app_id,
+            "app_secret": fake.app_secret,
+            "encrypt_key": KEY,
+            "verification_token": TOKEN,
+            "mode": mode,
+            "domain": fake.url,
+        }
+        bot = running_bot(work, "feishu", section, "An answer.", args.model_seconds, mode)
+        async with bot as adapter:
+            started = time.perf_counter()
+            acks: list[float] = []
             events = [
                 load_event("text_group.json", token=TOKEN, chat_id=f"oc_bench_{i}")
                 for i in range(args.events)
             ]
             if mode == "webhook":
                 async with (
-                    serve(Starlette(routes=adapters[0].routes)) as port,
+                    serve(Starlette(routes=adapter.routes)) as port,
                     httpx.AsyncClient(timeout=30) as client,
                 ):
                     url = f"http://127.0.0.1:{port}/feishu/events"
@@ -115,10 +79,7 @@ async def run_mode(mode: str, args: argparse.Namespace, work: Path) -> None:
                 acks = [fake.ack_times[frame] - pushed_at for frame, pushed_at in pushed.items()]
                 await fake.wait_for(lambda: len(fake.sent) == args.events)
             last_reply = time.perf_counter() - started
-        finally:
-            await bot.stop()
-            database.dispose()
-    print(summary(mode, acks))
+    print(f"{mode:<10} acks: {latency(acks)}")
     print(
         f"{'':<10} last of {args.events} replies after {last_reply:.2f} s "
         f"(model {args.model_seconds:g} s each, 8 groups at a time)"
@@ -126,11 +87,7 @@ async def run_mode(mode: str, args: argparse.Namespace, work: Path) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=40)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--model-seconds", type=float, default=2.0)
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("webhook", "websocket"):
             await run_mode(mode, args, Path(tmp))
