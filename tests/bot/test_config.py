@@ -21,71 +21,54 @@ def run_cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-BROKEN = [
-    pytest.param(
-        "llm:\n  modle_path: x.gguf\n",
-        ["llm.modle_path", "unknown key"],
-        id="unknown-key",
-    ),
-    pytest.param(
+# What an admin wrote (after bot.work_dir), and what the one line must say.
+BROKEN = {
+    "unknown-key": ("llm:\n  modle_path: x.gguf\n", ["llm.modle_path", "unknown key"]),
+    "wrong-type": (
         "queue:\n  max_concurrent_conversations: many\n",
         ["queue.max_concurrent_conversations", "integer", "'many'"],
-        id="wrong-type",
     ),
-    pytest.param(
+    "out-of-range": (
         "queue:\n  debounce_seconds: -1\n",
         ["queue.debounce_seconds", "greater than or equal to 0"],
-        id="out-of-range",
     ),
-    pytest.param(
+    "yaml-syntax": (
         "server:\n  port: 8765\n  host: [oops\n",
         ["line 5", "invalid YAML", "flow sequence"],
-        id="yaml-syntax",
     ),
-    pytest.param(
+    "unset-env-var": (
         "database:\n  url: postgresql://bot:${HXD_TEST_UNSET_PASSWORD}@db/bot\n",
         ["database.url", "HXD_TEST_UNSET_PASSWORD is not set"],
-        id="unset-env-var",
     ),
-    pytest.param(
+    "unknown-middleware": (
         "pipeline: [normalize, no_such_step]\n",
         ["pipeline[1]", "unknown middleware 'no_such_step'", "package.module:Class"],
-        id="unknown-middleware",
     ),
-    pytest.param(
+    "missing-plugin": (
         "pipeline: [normalize, 'tests.plugins:Missing']\n",
         ["pipeline[1]", "has no attribute 'Missing'"],
-        id="missing-plugin",
     ),
-    pytest.param(
+    "not-a-middleware": (
         "pipeline: [normalize, 'tests.plugins:NotAMiddleware']\n",
         ["pipeline[1]", "does not build a middleware"],
-        id="not-a-middleware",
     ),
-    pytest.param(
+    "middleware-option-type": (
         "middleware:\n  normalize:\n    min_chars: lots\n",
         ["middleware.normalize.min_chars", "integer"],
-        id="middleware-option-type",
     ),
-    pytest.param(
+    "settings-for-unused-middleware": (
         "middleware:\n  generat:\n    max_tokens: 5\n",
         ["middleware.generat", "in no pipeline"],
-        id="settings-for-unused-middleware",
     ),
-    pytest.param(
-        "pipeline: []\n",
-        ["pipeline", "at least one middleware"],
-        id="empty-pipeline",
-    ),
-    pytest.param(
+    "empty-pipeline": ("pipeline: []\n", ["pipeline", "at least one middleware"]),
+    "group-pipeline": (
         "groups:\n  oc_1:\n    pipeline: [normalize, nope]\n",
         ["groups.oc_1.pipeline[1]", "unknown middleware 'nope'"],
-        id="group-pipeline",
     ),
-]
+}
 
 
-@pytest.mark.parametrize(("text", "expected"), BROKEN)
+@pytest.mark.parametrize(("text", "expected"), BROKEN.values(), ids=BROKEN.keys())
 def test_broken_config_gives_clear_error_and_exit_2(
     tmp_path: Path, text: str, expected: list[str]
 ) -> None:
