@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,22 @@ def context(config: Any, question: str, passages: list[Chunk]) -> TurnContext:
     )
 
 
-def bare_run(llama: Any, messages: Any, max_tokens: int, repeat_penalty: float) -> dict[str, Any]:
-    started = time.perf_counter()
-    first = None
-    pieces = []
+def bare_llama(model: LlamaCppChatModel, seed: int, threads: int) -> llama_cpp.Llama:
+    """The model's GGUF in this process, with the settings the model process uses."""
+    return llama_cpp.Llama(
+        model_path=str(model.model_path),
+        n_threads=threads,
+        n_threads_batch=threads,
+        seed=seed,
+        verbose=False,
+        **model.plan.llama_kwargs(),
+    )
+
+
+def bare_stream(
+    llama: Any, messages: Any, max_tokens: int, repeat_penalty: float
+) -> Iterator[str]:
+    """The answer's pieces from a bare ``Llama``, greedy."""
     for chunk in llama.create_chat_completion(
         messages=messages,
         max_tokens=max_tokens,
@@ -91,8 +104,16 @@ def bare_run(llama: Any, messages: Any, max_tokens: int, repeat_penalty: float) 
     ):
         piece = chunk["choices"][0]["delta"].get("content")
         if piece:
-            first = first or time.perf_counter()
-            pieces.append(piece)
+            yield piece
+
+
+def bare_run(llama: Any, messages: Any, max_tokens: int, repeat_penalty: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    first = None
+    pieces = []
+    for piece in bare_stream(llama, messages, max_tokens, repeat_penalty):
+        first = first or time.perf_counter()
+        pieces.append(piece)
     done = time.perf_counter()
     return {
         "ttft": first - started if first else done - started,
@@ -142,14 +163,7 @@ async def main() -> None:
         assert isinstance(generate, Generate)
         await services.warm_up()
         await pipeline.warm_up()
-        bare = llama_cpp.Llama(
-            model_path=str(model.model_path),
-            n_threads=args.threads,
-            n_threads_batch=args.threads,
-            seed=config.llm.seed,
-            verbose=False,
-            **model.plan.llama_kwargs(),
-        )
+        bare = bare_llama(model, config.llm.seed, args.threads)
         passages = chunks()
         print(f"model {model.model_path.name}: {model.plan.summary()}, {args.threads} threads")
         rows: dict[str, list[dict[str, Any]]] = {"bare": [], "ours": []}

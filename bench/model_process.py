@@ -30,14 +30,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import llama_cpp
-from generate_overhead import QUESTIONS, chunks, context
+from generate_overhead import QUESTIONS, bare_llama, bare_stream, chunks, context
 
 from bot.app.services import build_services
 from bot.config import load_config
@@ -49,21 +48,6 @@ from bot.middlewares.generate import Generate
 from bot.pipeline import build_pipelines
 
 SHORT: list[ChatMessage] = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def bare_stream(
-    llama: Any, messages: Any, max_tokens: int, repeat_penalty: float
-) -> Iterator[str]:
-    for chunk in llama.create_chat_completion(
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=0.0,
-        stream=True,
-        repeat_penalty=repeat_penalty,
-    ):
-        piece = chunk["choices"][0]["delta"].get("content")
-        if piece:
-            yield piece
 
 
 async def ours_stream(
@@ -147,14 +131,7 @@ async def main() -> None:
         generate = build_pipelines(services)[""].middlewares[0]
         assert isinstance(generate, Generate)
         await services.warm_up()
-        bare = llama_cpp.Llama(
-            model_path=str(model.model_path),
-            n_threads=args.threads,
-            n_threads_batch=args.threads,
-            seed=config.llm.seed,
-            verbose=False,
-            **model.plan.llama_kwargs(),
-        )
+        bare = bare_llama(model, config.llm.seed, args.threads)
         scorer = Scorer(model.vocabulary)
         passages = chunks()
         penalty = config.llm.repeat_penalty
