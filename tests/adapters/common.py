@@ -14,6 +14,7 @@ from typing import Any, Generic, Self, TypeVar
 
 import httpx
 import uvicorn
+import yaml
 from sqlalchemy import select
 from starlette.applications import Starlette
 
@@ -23,9 +24,23 @@ from bot.llm.protocol import ChatModel
 from bot.runtime import Bot
 from bot.storage import repo
 from bot.storage.models import MessageRecord
-from tests.daemon import ADMIN, Daemon
+from tests.daemon import ADMIN, REPO, Daemon
 
 A = TypeVar("A", bound=Adapter)
+
+
+def bot_yaml_example(name: str) -> dict[str, Any]:
+    """The commented-out example of adapter ``name`` under `adapters:` in bot.yaml,
+    uncommented."""
+    lines = (REPO / "bot.yaml").read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"  # {name}:")
+    block = [f"{name}:"]
+    for line in lines[start + 1 :]:
+        if not line.startswith("  #   "):
+            break
+        block.append(line[len("  # ") :])
+    example: dict[str, Any] = yaml.safe_load("\n".join(block))[name]
+    return example
 
 
 @contextlib.asynccontextmanager

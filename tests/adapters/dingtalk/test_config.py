@@ -6,35 +6,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from adapters.dingtalk.settings import DingTalkSettings
 from bot.adapter import adapter_settings, build_adapters
 from bot.config import Config, ConfigError
+from tests.adapters.common import bot_yaml_example
+from tests.daemon import REPO
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def example_block() -> dict[str, Any]:
-    """The commented-out `dingtalk:` example under `adapters:` in bot.yaml, uncommented."""
-    lines = (REPO / "bot.yaml").read_text(encoding="utf-8").splitlines()
-    start = lines.index("  # dingtalk:")
-    block = ["dingtalk:"]
-    for line in lines[start + 1 :]:
-        if not line.startswith("  #   "):
-            break
-        block.append(line[len("  # ") :])
-    return yaml.safe_load("\n".join(block))["dingtalk"]
-
 
 def test_bot_yaml_example_documents_every_setting_with_its_default() -> None:
-    example = example_block()
+    example = bot_yaml_example("dingtalk")
     assert set(example) == set(DingTalkSettings.model_fields)
     defaults = DingTalkSettings(client_id="x", client_secret="y")
     for key, value in example.items():
@@ -46,7 +31,7 @@ def test_example_loads_once_uncommented(
     config_factory: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DINGTALK_CLIENT_SECRET", "the-secret")
-    config = config_factory({"adapters": {"dingtalk": example_block()}})
+    config = config_factory({"adapters": {"dingtalk": bot_yaml_example("dingtalk")}})
     _, dingtalk = adapter_settings(config, "dingtalk")
     assert isinstance(dingtalk, DingTalkSettings)
     assert dingtalk.client_secret.get_secret_value() == "the-secret"

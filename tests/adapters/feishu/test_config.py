@@ -6,39 +6,25 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from adapters.feishu.settings import FeishuSettings
 from bot.adapter import adapter_settings, build_adapters
 from bot.app.server import create_app
 from bot.config import Config, ConfigError
+from tests.adapters.common import bot_yaml_example
+from tests.daemon import REPO
 
 pytestmark = pytest.mark.unit
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def example_block() -> dict[str, Any]:
-    """The commented-out `feishu:` example under `adapters:` in bot.yaml, uncommented."""
-    lines = (REPO / "bot.yaml").read_text(encoding="utf-8").splitlines()
-    start = lines.index("  # feishu:")
-    block = ["feishu:"]
-    for line in lines[start + 1 :]:
-        if not line.startswith("  #   "):
-            break
-        block.append(line[len("  # ") :])
-    return yaml.safe_load("\n".join(block))["feishu"]
 
 
 def test_bot_yaml_example_documents_every_setting_with_its_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    example = example_block()
+    example = bot_yaml_example("feishu")
     assert set(example) == set(FeishuSettings.model_fields)
     monkeypatch.setenv("FEISHU_APP_SECRET", "secret")
     defaults = FeishuSettings(app_id="x", app_secret="y")
@@ -51,7 +37,7 @@ def test_example_loads_once_uncommented(
     config_factory: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FEISHU_APP_SECRET", "the-secret")
-    config = config_factory({"adapters": {"feishu": example_block()}})
+    config = config_factory({"adapters": {"feishu": bot_yaml_example("feishu")}})
     _, feishu = adapter_settings(config, "feishu")
     assert isinstance(feishu, FeishuSettings)
     assert feishu.mode == "websocket"

@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from starlette.routing import Route
 
 from adapters.wecom.settings import GroupRobot, WeComApp, WeComBot, WeComSettings
 from bot.adapter import adapter_settings, build_adapters
 from bot.config import Config, ConfigError
+from tests.adapters.common import bot_yaml_example
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[3]
 AES_KEY = base64.b64encode(bytes(range(32))).decode()[:43]
 TOKEN = "T0ken4Callbacks"
-
-
-def example_block() -> dict[str, Any]:
-    """The commented-out `wecom:` example under `adapters:` in bot.yaml, uncommented."""
-    lines = (REPO / "bot.yaml").read_text(encoding="utf-8").splitlines()
-    start = lines.index("  # wecom:")
-    block = ["wecom:"]
-    for line in lines[start + 1 :]:
-        if not line.startswith("  #   "):
-            break
-        block.append(line[len("  # ") :])
-    return yaml.safe_load("\n".join(block))["wecom"]
 
 
 def app(**overrides: Any) -> dict[str, Any]:
@@ -48,7 +34,7 @@ def app(**overrides: Any) -> dict[str, Any]:
 
 
 def test_bot_yaml_example_documents_every_setting_with_its_default() -> None:
-    example = example_block()
+    example = bot_yaml_example("wecom")
     assert set(example) == set(WeComSettings.model_fields)
     assert set(example["apps"][0]) == set(WeComApp.model_fields)
     assert set(example["bots"][0]) == set(WeComBot.model_fields)
@@ -77,7 +63,7 @@ def test_example_loads_once_uncommented(
         monkeypatch.setenv(name, TOKEN)
     for name in ("WECOM_DOCS_AES_KEY", "WECOM_HELPER_AES_KEY"):
         monkeypatch.setenv(name, AES_KEY)
-    config = config_factory({"adapters": {"wecom": example_block()}})
+    config = config_factory({"adapters": {"wecom": bot_yaml_example("wecom")}})
     _, wecom = adapter_settings(config, "wecom")
     assert isinstance(wecom, WeComSettings)
     assert [c.path for c in wecom.callbacks()] == ["/wecom/docs", "/wecom/helper"]
