@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from bot.adapter import Adapter
 from bot.app.services import build_services
@@ -70,6 +73,20 @@ def write_config(directory: Path, data: dict[str, Any], name: str = "bot.yaml") 
     path = directory / name
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
+
+
+@contextmanager
+def write_lock(config: Config) -> Iterator[None]:
+    """Another connection holds SQLite's write lock (as a CLI command or a backup might)."""
+    path = make_url(config.database_url).database
+    assert path
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        connection.execute("COMMIT")
+        connection.close()
 
 
 @pytest.fixture

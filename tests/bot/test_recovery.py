@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from bot.config import Config
 from bot.message import Reply, utcnow
 from bot.runtime import Bot
 from bot.storage import repo
 from bot.storage.models import MessageRecord, ReplyStatus
+from tests.conftest import write_lock
 from tests.fakes import GatedChatModel, RecordingAdapter, ScriptedChatModel, make_message
 
 pytestmark = pytest.mark.unit
@@ -39,20 +37,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@contextmanager
-def write_lock(config: Config) -> Iterator[None]:
-    """Another connection holds SQLite's write lock (as a CLI command or a backup might)."""
-    path = make_url(config.database_url).database
-    assert path
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        connection.execute("COMMIT")
-        connection.close()
 
 
 class LogSeen(logging.Handler):

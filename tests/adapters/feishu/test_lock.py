@@ -7,18 +7,15 @@ again, and what still fails is picked up by the sweeper."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from bot.app.jobs import Jobs
 from tests.adapters.feishu.conftest import ANSWER, VERIFICATION_TOKEN, FeishuBot, MakeFeishuBot
 from tests.adapters.feishu.fake_feishu import load_event
+from tests.conftest import write_lock
 from tests.fakes import GatedChatModel
 
 pytestmark = [
@@ -44,19 +41,6 @@ class Timeline:
 
     def __str__(self) -> str:
         return "\n".join(sorted(self.lines, key=lambda line: float(line.split("s")[0])))
-
-
-@contextmanager
-def write_lock(fb: FeishuBot) -> Iterator[None]:
-    path = make_url(fb.bot.config.database_url).database
-    assert path
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        connection.execute("COMMIT")
-        connection.close()
 
 
 async def deliver_until_acked(fb: FeishuBot, mode: str, event: dict[str, Any], t: Timeline) -> int:
@@ -113,7 +97,7 @@ async def test_a_held_write_lock_delays_but_never_loses_or_doubles(
         t = Timeline()
         await deliver_until_acked(fb, mode, event("om_before"), t)
         await asyncio.wait_for(model.started.wait(), 10)
-        with write_lock(fb):
+        with write_lock(fb.bot.config):
             t = Timeline()
             t.note(f"lock taken for {hold:g}s")
             model.gate.set()  # its answer now has to be stored
