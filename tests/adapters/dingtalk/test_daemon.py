@@ -36,8 +36,9 @@ class ThreadedDingTalk(ThreadedFake[FakeDingTalk]):
 
 
 @pytest.fixture
-def threaded_fake() -> Iterator[ThreadedDingTalk]:
+def threaded_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedDingTalk]:
     with ThreadedDingTalk(FakeDingTalk.fresh()) as threaded:
+        monkeypatch.setenv("DINGTALK_CLIENT_SECRET", threaded.fake.client_secret)
         yield threaded
 
 
@@ -53,10 +54,9 @@ def dingtalk_section(fake: FakeDingTalk) -> dict[str, Any]:
 
 
 def test_daemon_answers_at_mentioning_the_asker_and_stops_cleanly(
-    tmp_path: Path, threaded_fake: ThreadedDingTalk, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, threaded_fake: ThreadedDingTalk
 ) -> None:
     fake = threaded_fake.fake
-    monkeypatch.setenv("DINGTALK_CLIENT_SECRET", fake.client_secret)
     port = free_port()
     config = daemon_config(
         tmp_path,
@@ -85,10 +85,9 @@ def test_daemon_answers_at_mentioning_the_asker_and_stops_cleanly(
 
 
 def test_kill_9_mid_answer_is_answered_exactly_once_after_the_restart(
-    tmp_path: Path, threaded_fake: ThreadedDingTalk, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, threaded_fake: ThreadedDingTalk
 ) -> None:
     fake = threaded_fake.fake
-    monkeypatch.setenv("DINGTALK_CLIENT_SECRET", fake.client_secret)
     port = free_port()
     adapters = {"dingtalk": dingtalk_section(fake)}  # the playground shows the status
     hanging = daemon_config(

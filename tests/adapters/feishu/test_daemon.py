@@ -20,20 +20,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def threaded_fake() -> Iterator[ThreadedFake[FakeFeishu]]:
+def threaded_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedFake[FakeFeishu]]:
     with ThreadedFake(FakeFeishu.fresh()) as threaded:
+        monkeypatch.setenv("FEISHU_APP_SECRET", threaded.fake.app_secret)
         yield threaded
 
 
 @pytest.mark.parametrize("mode", ["websocket", "webhook"])
 def test_daemon_answers_in_a_thread_and_stops_cleanly(
-    tmp_path: Path,
-    threaded_fake: ThreadedFake[FakeFeishu],
-    monkeypatch: pytest.MonkeyPatch,
-    mode: str,
+    tmp_path: Path, threaded_fake: ThreadedFake[FakeFeishu], mode: str
 ) -> None:
     fake = threaded_fake.fake
-    monkeypatch.setenv("FEISHU_APP_SECRET", fake.app_secret)
     port = free_port()
     config = daemon_config(
         tmp_path,
