@@ -311,15 +311,20 @@ class FakeDingTalk(FakeServer):
             return {}, _openapi_error(400, "resource.not.found", "robot 不存在")
         return body, None
 
+    def _scripted_failure(self) -> JSONResponse | None:
+        """The next scripted open API failure, if any."""
+        failure = self.openapi_failures.pop(0) if self.openapi_failures else None
+        if failure is None:
+            return None
+        return _openapi_error(failure.status, failure.code, failure.message)
+
     async def _robot_send(self, request: Request, route: str) -> JSONResponse:
         body, error = await self._authorized(request)
         self.send_attempts += 1
         try:
-            if error is not None:
-                return error
-            failure = self.openapi_failures.pop(0) if self.openapi_failures else None
-            if failure is not None:
-                return _openapi_error(failure.status, failure.code, failure.message)
+            refused = error or self._scripted_failure()
+            if refused is not None:
+                return refused
             if body.get("msgKey") != "sampleMarkdown":
                 return _openapi_error(400, "invalidParameter", "msgKey")
             param = json.loads(body["msgParam"])
@@ -350,11 +355,9 @@ class FakeDingTalk(FakeServer):
     async def _card_create(self, request: Request) -> JSONResponse:
         body, error = await self._authorized(request)
         try:
-            if error is not None:
-                return error
-            failure = self.openapi_failures.pop(0) if self.openapi_failures else None
-            if failure is not None:
-                return _openapi_error(failure.status, failure.code, failure.message)
+            refused = error or self._scripted_failure()
+            if refused is not None:
+                return refused
             deliver = body.get("imGroupOpenDeliverModel") or {}
             self.cards[body["outTrackId"]] = Card(
                 template_id=body["cardTemplateId"],
