@@ -35,6 +35,8 @@ class Chunk:
     url: str = ""
     score: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
+    # Its id in the knowledge base ("" for a web result): what to read on from.
+    chunk_id: str = ""
 
     def reference(self) -> Reference:
         return Reference(source=self.source, title=self.title, url=self.url)

@@ -536,6 +536,30 @@ class KnowledgeBase:
             candidates.fused.setdefault(int(chunk), float(value))
         return [int(chunks[i]) for i in np.argsort(-fused, kind="stable")]
 
+    def read_on(self, chunk_id: str, chars: int) -> str:
+        """The text that follows a chunk in its section, whole chunks until about ``chars``
+        characters: the next chunks of its document while they have its heading or a
+        sub-heading of it, less the sentences each repeats of the one before (the chunker's
+        overlap). Empty when the section ends with the chunk. A quote that reaches the end of
+        a chunk reads on, as a reader would: the sentence that answers often follows the cut."""
+        row = self.manifest.chunks([chunk_id]).get(chunk_id)
+        if row is None:
+            return ""
+        parts: list[str] = []
+        before, size = row, 0
+        while size < chars:
+            after = self.manifest.following(before.id)
+            if after is None or not (
+                after.title == row.title or after.title.startswith(row.title + " > ")
+            ):
+                break
+            # The chunker starts a chunk with the last sentences of the one before, as a block.
+            shared, _, rest = after.text.partition("\n\n")
+            text = rest if rest and before.text.rstrip().endswith(shared.strip()) else after.text
+            parts.append(text)
+            before, size = after, size + len(text)
+        return "\n\n".join(parts)
+
     def term_weights(self, query: str) -> list[tuple[set[str], float]]:
         """The query's distinct BM25 terms, each with its translation (when the corpus taught
         one) and its IDF over the chunks: how much finding it says about a passage's sentence

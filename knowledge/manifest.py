@@ -216,6 +216,17 @@ class Manifest:
                 found.update((row[0], ChunkRow(*row)) for row in rows)
         return found
 
+    def following(self, chunk_id: str) -> ChunkRow | None:
+        """The chunk after this one in its document (None at the document's end)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, document, ordinal, collection, source, title, text, tokens "
+                "FROM chunks WHERE (document, ordinal) = "
+                "(SELECT document, ordinal + 1 FROM chunks WHERE id = ?)",
+                (chunk_id,),
+            ).fetchone()
+        return ChunkRow(*row) if row else None
+
     def all_tokens(self) -> tuple[list[str], list[list[str]], list[str]]:
         """Every chunk's id, BM25 terms and collection, in a stable order."""
         with self._lock:

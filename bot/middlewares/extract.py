@@ -10,8 +10,10 @@ model it passes the message on untouched (``when: always`` quotes anyway).
 From the best passage, and a second one from another document when the ranker thinks nearly as
 well of it, it keeps the sentences (and code blocks) holding most of the question's terms,
 weighted by how rare they are in the knowledge base (a translated term counts: an English page
-answers a Chinese question), in their order, within ``max_chars``. A sentence that introduces a
-code block ("Install it with pip:") brings the code along. Passages in the question's language
+answers a Chinese question), in their order, within ``max_chars``. A passage reads on into
+the rest of its section when the index cut the section there (``KnowledgeBase.read_on``): the
+sentence that answers often follows the cut. A sentence that introduces a code block ("Install
+it with pip:") brings the code along. Passages in the question's language
 go first (``retrieve`` has already swapped in translations where the corpus has them). The
 quotes carry [n] markers, so ``cite`` turns them into references.
 """
@@ -209,6 +211,13 @@ class Extract(BaseMiddleware[ExtractOptions]):
         tokenizer = self._tokenizer
         return tokenizer, [({t}, 1.0) for t in dict.fromkeys(tokenizer(question))]
 
+    def pieces(self, chunk: Chunk, chars: int) -> list[Unit]:
+        """A passage's quotable pieces, read on into the rest of its section when the knowledge
+        base split the section there: the sentence that answers often comes just after the cut."""
+        kb = self.services.knowledge
+        more = kb.read_on(chunk.chunk_id, chars) if kb is not None and chunk.chunk_id else ""
+        return units(chunk.text) + units(more)
+
     def passages(self, ctx: TurnContext, options: ExtractOptions) -> list[tuple[int, Chunk]]:
         """The passages to quote, with their index in ``ctx.chunks``: the best, and further
         ones from other documents that score nearly as well; the question's language first."""
@@ -234,12 +243,15 @@ class Extract(BaseMiddleware[ExtractOptions]):
         if not ctx.chunks:
             return ctx.ignore("no-knowledge", why="no passage to quote", model=model.why)
         tokenize, weights = await asyncio.to_thread(self.weigh, ctx.question)
+        chosen = self.passages(ctx, options)
+        texts = await asyncio.to_thread(
+            lambda: [self.pieces(chunk, options.max_chars) for _, chunk in chosen]
+        )
         # Per passage: its pieces, the run of them to quote, and how relevant that is (the
         # heading says what each of the section's sentences is about).
         budget = options.max_chars
         scored = []
-        for index, chunk in self.passages(ctx, options):
-            pieces = units(chunk.text)
+        for (index, chunk), pieces in zip(chosen, texts, strict=True):
             terms = [set(tokenize(text)) for text, _ in pieces]
             picked = window(pieces, terms, weights, budget)
             found = set(tokenize(chunk.title)).union(*(terms[i] for i in picked))

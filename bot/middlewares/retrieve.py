@@ -96,6 +96,14 @@ class Retrieve(BaseMiddleware[RetrieveOptions]):
         if dense_max < options.min_score:
             return ctx.ignore("no-knowledge")
         ctx.chunks.extend(
-            Chunk(h.text, h.source, h.title, score=h.score, scores=dict(h.scores)) for h in hits
+            Chunk(
+                h.text,
+                h.source,
+                h.title,
+                score=h.score,
+                scores=dict(h.scores),
+                chunk_id=h.chunk_id,
+            )
+            for h in hits
         )
         return await call_next(ctx)

@@ -116,3 +116,57 @@ def test_an_empty_knowledge_base_finds_nothing(make_kb: KB, corpus: Path) -> Non
     kb = make_kb(sources=[{"path": str(corpus)}])
     assert kb.search("anything") == []
     assert kb.similarity(["anything"])[0].best_chunk_id is None
+
+
+SECTIONED = """# Training guide
+
+## Resume an interrupted training run
+
+A training run can stop halfway: the machine reboots, the job is preempted, or the GPU runs out \
+of memory. The trainer saves a checkpoint at the end of every epoch into the work directory, \
+next to the log files. Each checkpoint holds the model weights, the optimizer state and the \
+learning-rate schedule. Nothing of the finished epochs is lost when the run stops.
+
+Start the same command again with the resume flag and the checkpoint to continue from.
+Without a path the flag picks the latest checkpoint of the work directory.
+
+## Evaluate a checkpoint
+
+Run the test script on a checkpoint to print the metrics on the validation set.
+"""
+
+
+def test_reading_on_from_a_chunk_stays_in_its_section(make_kb: KB, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "training.md").write_text(SECTIONED, encoding="utf-8")
+    kb = make_kb(sources=[{"path": str(docs)}], chunking={"max_tokens": 64, "overlap_tokens": 32})
+    kb.build(progress=False)
+    rows = sorted(
+        kb.manifest.chunks(sorted(kb.manifest.all_chunk_ids())).values(),
+        key=lambda row: row.ordinal,
+    )
+    first, last_of_section = rows[0], rows[-2]
+    assert len(rows) >= 4 and first.title == last_of_section.title != rows[-1].title
+
+    section = first.text + "\n\n" + kb.read_on(first.id, 10_000)
+    flat = " ".join(section.split())
+    # The whole section once, in order: the chunks' overlapping sentences are not repeated.
+    for sentence in [
+        "The trainer saves a checkpoint",
+        "Each checkpoint holds the model weights",
+        "Nothing of the finished epochs is lost",
+        "Start the same command again",
+        "Without a path the flag picks",
+    ]:
+        assert flat.count(sentence) == 1, sentence
+    assert flat.index("Each checkpoint") < flat.index("Start the same command")
+    assert "validation set" not in section  # the next section is not read
+    # The chunker did repeat sentences: the raw chunks hold one of them twice.
+    raw = " ".join(" ".join(row.text for row in rows).split())
+    assert any(raw.count(s) == 2 for s in ["Each checkpoint", "Nothing of the", "Start the same"])
+    # Reading on stops after the chunk that reaches the wanted length.
+    one = kb.read_on(first.id, 1)
+    assert one and section.startswith(first.text + "\n\n" + one) and len(one) < len(section)
+    assert kb.read_on(last_of_section.id, 10_000) == ""
+    assert kb.read_on("no-such-chunk", 100) == ""

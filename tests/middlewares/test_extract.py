@@ -42,8 +42,13 @@ def use_embedder() -> UseEmbedder:
     return embedder
 
 
-def build_index(root: Path, sources: list[dict[str, Any]], embedder: Any) -> Path:
-    settings = KnowledgeSettings.model_validate({"sources": sources})
+def build_index(
+    root: Path,
+    sources: list[dict[str, Any]],
+    embedder: Any,
+    chunking: dict[str, int] | None = None,
+) -> Path:
+    settings = KnowledgeSettings.model_validate({"sources": sources, "chunking": chunking or {}})
     kb = KnowledgeBase(settings, root, embedder=embedder)
     kb.build(progress=False)
     kb.close()
@@ -62,15 +67,14 @@ async def start(
     config_factory: Callable[..., Config],
     work: Path,
     sources: list[dict[str, Any]],
+    chunking: dict[str, int] | None = None,
     **extra: Any,
 ) -> tuple[Services, Pipeline, ScriptedChatModel]:
+    knowledge: dict[str, Any] = {"sources": sources}
+    if chunking:
+        knowledge["chunking"] = chunking
     config = config_factory(
-        {
-            "bot": {"work_dir": str(work)},
-            "pipeline": PIPELINE,
-            "knowledge": {"sources": sources},
-            **extra,
-        }
+        {"bot": {"work_dir": str(work)}, "pipeline": PIPELINE, "knowledge": knowledge, **extra}
     )
     llm = ScriptedChatModel("the model's answer [1]")
     services = build_services(config, llm=llm)
@@ -209,6 +213,48 @@ async def test_the_quote_comes_from_the_page_in_the_question_language(
     assert (ctx.answer or "").startswith(intro)
     assert "python tools/quantize.py" in (ctx.answer or "")
     assert ctx.references[0].source == source
+    await services.close()
+
+
+RESUME = """# Training guide
+
+## Resume an interrupted training run
+
+A training run can stop halfway: the machine reboots, the job is preempted, or the GPU runs out \
+of memory. The trainer saves a checkpoint at the end of every epoch into the work directory, \
+next to the log files. Each checkpoint holds the model weights, the optimizer state and the \
+learning-rate schedule. Nothing of the finished epochs is lost when the run stops.
+
+Start the same command again with the flag and the checkpoint to continue from:
+
+```shell
+python tools/train.py config.py --resume work_dirs/epoch_7.pth
+```
+
+## Evaluate a checkpoint
+
+Run `python tools/test.py config.py work_dirs/epoch_12.pth` to print the metrics.
+"""
+
+
+async def test_the_quote_reads_on_where_the_index_cut_the_section(
+    config_factory: Callable[..., Config], tmp_path: Path, use_embedder: Any
+) -> None:
+    """Small chunks cut the section before its command; the quote reads on to it, without
+    repeating the chunks' overlap and without running into the next section."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "training.md").write_text(RESUME, encoding="utf-8")
+    sources, chunking = [{"path": str(docs)}], {"max_tokens": 64, "overlap_tokens": 32}
+    work = build_index(tmp_path / "work", sources, use_embedder, chunking)
+    services, pipeline, llm = await start(config_factory, work, sources, chunking)
+    ctx = await ask(services, pipeline, "the machine rebooted halfway, is the training run lost?")
+    assert ctx.decision == "answered" and llm.calls == []
+    assert ctx.chunks[0].text.startswith("A training run can stop halfway")
+    answer = " ".join((ctx.answer or "").split())
+    assert "--resume work_dirs/epoch_7.pth" in answer
+    assert answer.count("Nothing of the finished epochs is lost") == 1
+    assert "tools/test.py" not in answer
     await services.close()
 
 
