@@ -13,9 +13,9 @@ weighted by how rare they are in the knowledge base (a translated term counts: a
 answers a Chinese question), in their order, within ``max_chars``. A passage reads on into
 the rest of its section when the index cut the section there (``KnowledgeBase.read_on``): the
 sentence that answers often follows the cut. A sentence that introduces a code block ("Install
-it with pip:") brings the code along. Passages in the question's language
-go first (``retrieve`` has already swapped in translations where the corpus has them). The
-quotes carry [n] markers, so ``cite`` turns them into references.
+it with pip:") brings the code along. Passages keep the ranker's order (``retrieve`` has
+already swapped in the page in the question's language where the corpus has one). The quotes
+carry [n] markers, so ``cite`` turns them into references.
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
 from knowledge.bm25 import Tokenizer
 from knowledge.chunking import blocks
-from knowledge.text import detect_language
 
 INTRO = {"zh": "文档中的相关内容 [{n}]：", "en": "From the documentation [{n}]:"}
 MORE = {"zh": "另见 [{n}]：", "en": "See also [{n}]:"}
 GAP = "…"
 # A further passage is quoted only with at least this many characters left for it.
 MIN_SECOND_CHARS = 120
-# Passages less relevant than this share of the most relevant passage are left out.
+# Further passages less relevant than this share of the most relevant one are left out.
 PASSAGE_SHARE = 0.8
 
 Unit = tuple[str, bool]  # (a sentence, or a code block or table kept verbatim; verbatim)
@@ -220,7 +219,10 @@ class Extract(BaseMiddleware[ExtractOptions]):
 
     def passages(self, ctx: TurnContext, options: ExtractOptions) -> list[tuple[int, Chunk]]:
         """The passages to quote, with their index in ``ctx.chunks``: the best, and further
-        ones from other documents that score nearly as well; the question's language first."""
+        ones from other documents that score nearly as well, in the ranker's order (it knows
+        the question's language, and ``retrieve`` has swapped in the page in that language
+        where the corpus has one: a page in the other language that answers beats one in the
+        question's language that does not)."""
         best = max(chunk.score for chunk in ctx.chunks)
         chosen: list[tuple[int, Chunk]] = []
         for index, chunk in enumerate(ctx.chunks):
@@ -231,7 +233,6 @@ class Extract(BaseMiddleware[ExtractOptions]):
             if chosen and chunk.score < options.min_relative_score * best:
                 continue
             chosen.append((index, chunk))
-        chosen.sort(key=lambda item: detect_language(item[1].text) != ctx.language)
         return chosen
 
     async def __call__(self, ctx: TurnContext, call_next: CallNext) -> Reply | None:
@@ -257,12 +258,14 @@ class Extract(BaseMiddleware[ExtractOptions]):
             found = set(tokenize(chunk.title)).union(*(terms[i] for i in picked))
             scored.append((index, chunk, pieces, picked, relevance(found, weights)))
         best = max((score for *_, score in scored), default=0.0)
+        # The ranker's first passage needs only to say enough of the question; a further one
+        # must also be nearly as relevant as the most relevant passage.
         floor = max(options.min_relevance, PASSAGE_SHARE * best)
         language = "zh" if ctx.language == "zh" else "en"
         parts: list[str] = []
         used: list[dict[str, object]] = []
         for index, chunk, pieces, picked, score in scored:
-            if not picked or score < floor:
+            if not picked or score < (floor if parts else options.min_relevance):
                 continue
             if parts and budget < MIN_SECOND_CHARS:
                 break

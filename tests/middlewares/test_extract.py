@@ -15,7 +15,7 @@ import pytest
 
 from bot.app.services import build_services
 from bot.config import Config, LLMSettings
-from bot.context import TurnContext
+from bot.context import Chunk, TurnContext
 from bot.llm.capability import capability
 from bot.middlewares.extract import quote, units, window
 from bot.pipeline import Pipeline, build_pipelines
@@ -255,6 +255,39 @@ async def test_the_quote_reads_on_where_the_index_cut_the_section(
     assert "--resume work_dirs/epoch_7.pth" in answer
     assert answer.count("Nothing of the finished epochs is lost") == 1
     assert "tools/test.py" not in answer
+    await services.close()
+
+
+async def test_the_rankers_best_passage_is_quoted_first_when_it_says_enough(
+    config_factory: Callable[..., Config],
+) -> None:
+    """The ranker's first passage holds enough of the question's terms, a lower-ranked one all of
+    them: the first is quoted first (term overlap does not overrule the ranker), the second as
+    "see also"."""
+    config = config_factory({"pipeline": ["extract", "cite"]})
+    services = build_services(config, llm=ScriptedChatModel("never asked"))
+    await services.warm_up()
+    pipeline = build_pipelines(services)[""]
+    question = "how do I resume a run"
+    message = make_message(text=question)
+    ctx = TurnContext(
+        message=message,
+        message_id=1,
+        config=config,
+        group=config.group(message.conversation_id),
+        question=question,
+    )
+    ctx.chunks = [
+        Chunk(
+            "Pass --resume to continue a stopped run from its checkpoint.", "train.md", score=0.9
+        ),
+        Chunk("How do I resume a run? Start it again.", "faq.md", score=0.6),
+    ]
+    await pipeline.run(ctx)
+    answer = ctx.answer or ""
+    assert answer.startswith("From the documentation [1]:\n> Pass --resume"), answer
+    assert "See also [2]:\n> How do I resume a run?" in answer
+    assert [r.source for r in ctx.references] == ["train.md", "faq.md"]
     await services.close()
 
 
