@@ -29,8 +29,9 @@ for the shipped gate and with ``rejection.chitchat_share: 0.85``, each also on a
 85% chitchat (the same decisions, the examples re-weighted to that mix). Then the decision time
 per message, one message at a time as in the daemon (every third dev query), p50 / p95.
 
-Extractive answers (the ``extract`` middleware, the answer mode without a generative model): for
-the dev questions annotated with the words that state their answer (``answer_facts`` in the
+Extractive answers (the ``extract`` middleware, the answer mode without a generative model), per
+split: how often it answers, how often its first quote is from an answering document and, for
+the questions annotated with the words that state their answer (``answer_facts`` in the
 question file), the share whose quoted answer contains all of them, and the same for the best
 passage alone; see ``bench/README.md`` for what this measures and what it does not.
 
@@ -461,9 +462,9 @@ def extract_answers(
     }
 
 
-def print_answers(answers: dict[str, Any]) -> None:
+def print_answers(answers: dict[str, Any], split: str) -> None:
     print(
-        f"\nextractive answers (extract, no generative model), {answers['questions']} dev "
+        f"\nextractive answers (extract, no generative model), {answers['questions']} {split} "
         f"questions: answered {answers['answered']:.3f}, first quote from an answering document "
         f"{answers['first_quote_from_an_answering_document']:.3f}, median "
         f"{answers['median_chars']:.0f} characters"
@@ -527,8 +528,10 @@ def main() -> None:
         print(f"  {name:<8} p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms")
 
     if not args.skip_answers:
-        figures["answers"] = extract_answers(args.work, args.corpus, questions)
-        print_answers(figures["answers"])
+        for split in ("dev", "heldout"):
+            answers = extract_answers(args.work, args.corpus, questions, split)
+            figures[f"answers_{split}"] = answers
+            print_answers(answers, split)
     if not args.skip_gate:
         figures["rejection"] = rejection(kb, args.work, args.rejection, args.repeats)
         print_rejection(figures["rejection"], args.repeats)

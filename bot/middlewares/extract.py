@@ -38,6 +38,8 @@ MORE = {"zh": "另见 [{n}]：", "en": "See also [{n}]:"}
 GAP = "…"
 # A further passage is quoted only with at least this many characters left for it.
 MIN_SECOND_CHARS = 120
+# Code introduced by a quoted sentence is cut to fit when at least this much room is left.
+MIN_CODE_CHARS = 100
 # Further passages less relevant than this share of the most relevant one are left out.
 PASSAGE_SHARE = 0.8
 
@@ -135,6 +137,11 @@ def window(pieces: list[Unit], terms: list[set[str]], weights: Weights, budget: 
         for i in range(start, len(pieces)):
             size = len(pieces[i][0])
             if taken and used + size > budget:
+                # Code that the last sentence introduces ("Run it like this:") comes along,
+                # cut to the room left (``quote``): its first lines usually hold the answer.
+                if introduces(pieces[taken[-1]], pieces[i]) and budget - used >= MIN_CODE_CHARS:
+                    taken.append(i)
+                    found |= terms[i]
                 break
             taken.append(i)
             used += size
@@ -143,6 +150,11 @@ def window(pieces: list[Unit], terms: list[set[str]], weights: Weights, budget: 
         if score > best_score:
             best, best_score = taken, score
     return best
+
+
+def introduces(sentence: Unit, code: Unit) -> bool:
+    """A prose sentence that ends with a colon, followed by a code block or table."""
+    return not sentence[1] and code[1] and sentence[0].rstrip().endswith((":", "："))
 
 
 def shorten(text: str, is_code: bool, limit: int) -> str:
@@ -170,12 +182,14 @@ def shorten(text: str, is_code: bool, limit: int) -> str:
 def quote(pieces: list[Unit], picked: list[int], limit: int) -> str:
     """The picked run of pieces as a chat quote: prose as "> " lines, code and tables as they
     are, and a "> …" where the passage goes on before or after."""
-    lines = [
-        text if is_code else f"> {' '.join(text.split())}"
-        for text, is_code in (
-            (shorten(pieces[i][0], pieces[i][1], limit), pieces[i][1]) for i in picked
-        )
-    ]
+    lines = []
+    room = limit
+    for i in picked:
+        # Only the last piece of a run can be longer than the room left (see ``window``).
+        text, is_code = pieces[i]
+        text = shorten(text, is_code, max(room, MIN_CODE_CHARS))
+        room -= len(text)
+        lines.append(text if is_code else f"> {' '.join(text.split())}")
     if picked and picked[0] > 0:
         lines.insert(0, f"> {GAP}")
     if picked and picked[-1] < len(pieces) - 1:

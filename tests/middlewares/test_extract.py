@@ -329,6 +329,27 @@ def test_the_quote_is_the_run_that_holds_the_question() -> None:
     )
 
 
+def test_code_a_quoted_sentence_introduces_is_cut_to_fit() -> None:
+    tokenize = Tokenizer()
+    code = "```python\n" + "\n".join(f"config.option_{i} = {i}" for i in range(40)) + "\n```"
+    pieces = [
+        ("Long prompts need a larger session.", False),
+        ("Set the session length and the rope scaling factor like this:", False),
+        (code, True),
+        ("That is all.", False),
+    ]
+    terms = [set(tokenize(text)) for text, _ in pieces]
+    weights = [({t}, 1.0) for t in tokenize("rope scaling factor for long prompts")]
+    picked = window(pieces, terms, weights, 300)
+    assert picked == [0, 1, 2]  # the code does not fit whole, yet comes along
+    quoted = quote(pieces, picked, 300)
+    assert quoted.startswith("> Long prompts need a larger session.\n> Set the session")
+    assert "```python\nconfig.option_0 = 0\n" in quoted and "option_39" not in quoted
+    assert quoted.endswith("…\n```\n> …") and len(quoted) <= 300 + 20
+    # With little room left, the code stays out rather than be quoted as a line or two.
+    assert window(pieces, terms, weights, 120) == [0, 1]
+
+
 def test_which_models_are_capable() -> None:
     bundled = capability(LLMSettings())
     assert not bundled.capable and "fewer than 1 billion" in bundled.why
