@@ -13,9 +13,10 @@ weighted by how rare they are in the knowledge base (a translated term counts: a
 answers a Chinese question), in their order, within ``max_chars``. A passage reads on into
 the rest of its section when the index cut the section there (``KnowledgeBase.read_on``): the
 sentence that answers often follows the cut. A sentence that introduces a code block ("Install
-it with pip:") brings the code along. Passages keep the ranker's order (``retrieve`` has
-already swapped in the page in the question's language where the corpus has one). The quotes
-carry [n] markers, so ``cite`` turns them into references.
+it with pip:") brings the code along, cut at a line when it does not fit whole. Passages keep
+the ranker's order (``retrieve`` has already swapped in the page in the question's language
+where the corpus has one). The quotes carry [n] markers, so ``cite`` turns them into
+references.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ MORE = {"zh": "另见 [{n}]：", "en": "See also [{n}]:"}
 GAP = "…"
 # A further passage is quoted only with at least this many characters left for it.
 MIN_SECOND_CHARS = 120
+# Words that ask rather than say what is asked about (English stemmed by the tokenizer).
+QUESTION_WORDS = (
+    "how what why which where when who whom whose do does did can could should would will "
+    "anyone anybody someone somebody i me my we you please thanks hi hello guys "
+    "啥 咋 咋办 怎么办 为啥 哪些 哪里 哪儿 有没有 是不是 能不能 可不可以 会不会 多少 吗 呢 嘛 么 "
+    "请教 求助 大佬 各位 谢谢"
+)
 # Code introduced by a quoted sentence is cut to fit when at least this much room is left.
 MIN_CODE_CHARS = 100
 # Further passages less relevant than this share of the most relevant one are left out.
@@ -215,14 +223,18 @@ class Extract(BaseMiddleware[ExtractOptions]):
 
     def weigh(self, question: str) -> tuple[Tokenizer, list[tuple[set[str], float]]]:
         """The tokenizer, and the question's terms with their weights (their rarity in the
-        knowledge base, when there is one)."""
+        knowledge base, when there is one), less the words that make it a question: rare in
+        the documentation, they would weigh most, yet no answer says them."""
         kb = self.services.knowledge
         if kb is not None:
-            return kb.tokenizer, kb.term_weights(question)
-        if self._tokenizer is None:
-            self._tokenizer = Tokenizer()
-        tokenizer = self._tokenizer
-        return tokenizer, [({t}, 1.0) for t in dict.fromkeys(tokenizer(question))]
+            tokenizer, weights = kb.tokenizer, kb.term_weights(question)
+        else:
+            if self._tokenizer is None:
+                self._tokenizer = Tokenizer()
+            tokenizer = self._tokenizer
+            weights = [({t}, 1.0) for t in dict.fromkeys(tokenizer(question))]
+        asking = set(tokenizer(QUESTION_WORDS))
+        return tokenizer, [(terms, w) for terms, w in weights if not terms <= asking]
 
     def pieces(self, chunk: Chunk, chars: int) -> list[Unit]:
         """A passage's quotable pieces, read on into the rest of its section when the knowledge

@@ -258,17 +258,13 @@ async def test_the_quote_reads_on_where_the_index_cut_the_section(
     await services.close()
 
 
-async def test_the_rankers_best_passage_is_quoted_first_when_it_says_enough(
-    config_factory: Callable[..., Config],
-) -> None:
-    """The ranker's first passage holds enough of the question's terms, a lower-ranked one all of
-    them: the first is quoted first (term overlap does not overrule the ranker), the second as
-    "see also"."""
+async def answer_from(
+    config_factory: Callable[..., Config], question: str, chunks: list[Chunk]
+) -> TurnContext:
+    """Run extract and cite on passages as retrieve would hand them over (no knowledge base)."""
     config = config_factory({"pipeline": ["extract", "cite"]})
     services = build_services(config, llm=ScriptedChatModel("never asked"))
     await services.warm_up()
-    pipeline = build_pipelines(services)[""]
-    question = "how do I resume a run"
     message = make_message(text=question)
     ctx = TurnContext(
         message=message,
@@ -277,18 +273,52 @@ async def test_the_rankers_best_passage_is_quoted_first_when_it_says_enough(
         group=config.group(message.conversation_id),
         question=question,
     )
-    ctx.chunks = [
-        Chunk(
-            "Pass --resume to continue a stopped run from its checkpoint.", "train.md", score=0.9
-        ),
-        Chunk("How do I resume a run? Start it again.", "faq.md", score=0.6),
-    ]
-    await pipeline.run(ctx)
+    ctx.chunks = chunks
+    await build_pipelines(services)[""].run(ctx)
+    await services.close()
+    return ctx
+
+
+async def test_the_rankers_best_passage_is_quoted_first_when_it_says_enough(
+    config_factory: Callable[..., Config],
+) -> None:
+    """The ranker's first passage holds enough of the question's terms, a lower-ranked one all
+    of them: the first is quoted first (term overlap does not overrule the ranker), the second
+    as "see also"."""
+    ctx = await answer_from(
+        config_factory,
+        "how do I resume a run",
+        [
+            Chunk(
+                "Pass --resume to continue a stopped run from its checkpoint.",
+                "train.md",
+                score=0.9,
+            ),
+            Chunk("How do I resume a run? Start it again.", "faq.md", score=0.6),
+        ],
+    )
     answer = ctx.answer or ""
     assert answer.startswith("From the documentation [1]:\n> Pass --resume"), answer
     assert "See also [2]:\n> How do I resume a run?" in answer
     assert [r.source for r in ctx.references] == ["train.md", "faq.md"]
-    await services.close()
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "hi guys, how can I resume a run? anyone?",
+        "各位大佬 有没有人知道 断点续训 咋办 啥命令 谢谢",
+    ],
+)
+async def test_words_that_ask_do_not_count_against_a_passage(
+    config_factory: Callable[..., Config], question: str
+) -> None:
+    """Asking words are rare in documentation, so they would weigh most; the passage that
+    says what is asked about is quoted however chatty the question."""
+    passage = "Pass --resume to continue a stopped run. 断点续训：训练命令加上 --resume 即可。"
+    ctx = await answer_from(config_factory, question, [Chunk(passage, "train.md", score=0.9)])
+    assert ctx.decision == "answered", ctx.trace_dicts()
+    assert "--resume" in (ctx.answer or "")
 
 
 def test_passages_are_cut_into_quotable_pieces() -> None:
