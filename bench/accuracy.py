@@ -6,18 +6,20 @@
 Retrieval, on ``bench/kb_dev_questions.jsonl`` (239 group-chat style questions over the nine
 OpenMMLab repositories of ``../shared/bench/kb-openmmlab``, each with every document that answers
 it; 180 in the ``dev`` split, 59 ``heldout``, chosen at random with a fixed seed, stratified by
-language). Every question goes through ``KnowledgeBase.search`` (what ``kb search`` runs) for
-the best ``--chunks`` chunks; documents are ranked by their best chunk. Printed per split, for
-all questions, Chinese, English and cross-language ones (asked in one language about a page that
-exists only in the other): document hit@1, hit@3, hit@5 and MRR@10 (a question whose answering
-documents are not among the first ten scores 0), for
+language), and ``bench/kb_fresh_questions.jsonl`` when present (split ``fresh``: written after
+all tuning ended, evaluated, never used for a decision). Every question goes through
+``KnowledgeBase.search`` (what ``kb search`` runs) for the best ``--chunks`` chunks; documents are
+ranked by their best chunk. Printed per split, for all questions, Chinese, English and
+cross-language ones (asked in one language about a page that exists only in the other): document
+hit@1, hit@3, hit@5 and MRR@10 (a question whose answering documents are not among the first ten
+scores 0), for
 
 - the plain fusion (``knowledge.search.ranker: fusion``, the search before the learned ranker);
 - the learned ranker with the weights shipped in ``knowledge/data/ranker.json``; they were fitted
   on the dev split, so its dev figures are in-sample: the honest dev figure is
 - the learned ranker cross-validated on the dev split (5 folds grouped by question: a question's
   documents never train the model that ranks them). ``--fit`` refits the shipped weights on the
-  whole dev split first (the held-out split is never used for fitting).
+  whole dev split first (the held-out and fresh splits are never used for fitting).
 
 Then ``kb search`` latency, in-process and warm, k=5, one question at a time (p50 / p95), for
 both rankers.
@@ -67,6 +69,9 @@ if not SHARED.is_dir():  # a git worktree beside the main checkout
 DEFAULT_CORPUS = SHARED / "kb-openmmlab"
 DEFAULT_REJECTION = SHARED / "rejection-dev"
 QUESTIONS = Path(__file__).with_name("kb_dev_questions.jsonl")
+# Written after all tuning ended, split "fresh": evaluated, never used for a decision.
+FRESH = Path(__file__).with_name("kb_fresh_questions.jsonl")
+SPLITS = ("dev", "heldout", "fresh")
 # The share of chitchat in the stream the gate's figures are re-weighted to.
 CHITCHAT_SHARE = 0.85
 
@@ -102,8 +107,10 @@ def summarize(ranks: list[int | None]) -> dict[str, float]:
 def groups(questions: list[dict[str, Any]]) -> dict[str, list[int]]:
     """Indices of the questions in each reported group, per split."""
     out: dict[str, list[int]] = {}
-    for split in ("dev", "heldout"):
+    for split in SPLITS:
         members = [i for i, q in enumerate(questions) if q["split"] == split]
+        if not members:
+            continue
         out[f"{split}/all"] = members
         out[f"{split}/zh"] = [i for i in members if questions[i]["lang"] == "zh"]
         out[f"{split}/en"] = [i for i in members if questions[i]["lang"] == "en"]
@@ -484,6 +491,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--rejection", type=Path, default=DEFAULT_REJECTION)
     parser.add_argument("--questions", type=Path, default=QUESTIONS)
+    parser.add_argument("--fresh", type=Path, default=FRESH, help="also these, when present")
     parser.add_argument("--chunks", type=int, default=50, help="chunks searched per question")
     parser.add_argument("--repeats", type=int, default=3, help="gate CV repetitions (seeds)")
     parser.add_argument("--fit", action="store_true", help="refit the shipped ranker on dev")
@@ -498,6 +506,8 @@ def main() -> None:
     kb = open_kb(args.work, args.corpus)
     fusion = open_kb(args.work, args.corpus, ranker="fusion")
     questions = load_questions(args.questions)
+    if args.fresh.is_file():
+        questions += load_questions(args.fresh)
 
     if args.fit and kb.ranker is None:  # the shipped weights are for other features
         n = len(FEATURES)
@@ -528,7 +538,7 @@ def main() -> None:
         print(f"  {name:<8} p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms")
 
     if not args.skip_answers:
-        for split in ("dev", "heldout"):
+        for split in sorted({q["split"] for q in questions}, key=SPLITS.index):
             answers = extract_answers(args.work, args.corpus, questions, split)
             figures[f"answers_{split}"] = answers
             print_answers(answers, split)
