@@ -8,15 +8,15 @@ parameters: ``bot.llm.capability``); ``generate`` then leaves the answer alone. 
 model it passes the message on untouched (``when: always`` quotes anyway).
 
 From the best passage, and a second one from another document when the ranker thinks nearly as
-well of it, it keeps the sentences (and code blocks) holding most of the question's terms,
-weighted by how rare they are in the knowledge base (a translated term counts: an English page
-answers a Chinese question), in their order, within ``max_chars``. A passage reads on into
-the rest of its section when the index cut the section there (``KnowledgeBase.read_on``): the
-sentence that answers often follows the cut. A sentence that introduces a code block ("Install
-it with pip:") brings the code along, cut at a line when it does not fit whole. Passages keep
-the ranker's order (``retrieve`` has already swapped in the page in the question's language
-where the corpus has one). The quotes carry [n] markers, so ``cite`` turns them into
-references.
+well of it and it does not repeat the first, it keeps the sentences (and code blocks) holding
+most of the question's terms, weighted by how rare they are in the knowledge base (a translated
+term counts: an English page answers a Chinese question), in their order, within
+``max_chars``. A passage reads on into the rest of its section when the index cut the section
+there (``KnowledgeBase.read_on``): the sentence that answers often follows the cut. A sentence
+that introduces a code block ("Install it with pip:") brings the code along, cut at a line when
+it does not fit whole. Passages keep the ranker's order (``retrieve`` has already swapped in
+the page in the question's language where the corpus has one). The quotes carry [n] markers,
+so ``cite`` turns them into references.
 """
 
 from __future__ import annotations
@@ -33,9 +33,14 @@ from bot.message import Reply
 from bot.pipeline import BaseMiddleware, CallNext
 from knowledge.bm25 import Tokenizer
 from knowledge.chunking import blocks
+from knowledge.text import overlap
 
 INTRO = {"zh": "文档中的相关内容 [{n}]：", "en": "From the documentation [{n}]:"}
 MORE = {"zh": "另见 [{n}]：", "en": "See also [{n}]:"}
+# How this middleware's answers begin (a page showing one is not quoted as an answer).
+OWN_ANSWER = re.compile(
+    "|".join(re.escape(text).replace(re.escape("{n}"), r"\d+") for text in INTRO.values())
+)
 GAP = "…"
 # A further passage is quoted only with at least this many characters left for it.
 MIN_SECOND_CHARS = 120
@@ -46,6 +51,9 @@ QUESTION_WORDS = (
     "啥 咋 咋办 怎么办 为啥 哪些 哪里 哪儿 有没有 是不是 能不能 可不可以 会不会 多少 吗 呢 嘛 么 "
     "请教 求助 大佬 各位 谢谢"
 )
+# A further passage whose words are this much in the quotes already adds nothing: a copy of
+# the page (a translation, another repository's FAQ with the same entry).
+REPEATED_SHARE = 0.75
 # Code introduced by a quoted sentence is cut to fit when at least this much room is left.
 MIN_CODE_CHARS = 100
 # Further passages less relevant than this share of the most relevant one are left out.
@@ -241,7 +249,8 @@ class Extract(BaseMiddleware[ExtractOptions]):
         base split the section there: the sentence that answers often comes just after the cut."""
         kb = self.services.knowledge
         more = kb.read_on(chunk.chunk_id, chars) if kb is not None and chunk.chunk_id else ""
-        return units(chunk.text) + units(more)
+        # A page that shows an answer of this bot (its own README) is no answer.
+        return [p for p in units(chunk.text) + units(more) if not OWN_ANSWER.search(p[0])]
 
     def passages(self, ctx: TurnContext, options: ExtractOptions) -> list[tuple[int, Chunk]]:
         """The passages to quote, with their index in ``ctx.chunks``: the best, and further
@@ -289,6 +298,7 @@ class Extract(BaseMiddleware[ExtractOptions]):
         floor = max(options.min_relevance, PASSAGE_SHARE * best)
         language = "zh" if ctx.language == "zh" else "en"
         parts: list[str] = []
+        quoted = ""
         used: list[dict[str, object]] = []
         for index, chunk, pieces, picked, score in scored:
             if not picked or score < (floor if parts else options.min_relevance):
@@ -298,6 +308,9 @@ class Extract(BaseMiddleware[ExtractOptions]):
             if parts:
                 picked = window(pieces, [set(tokenize(t)) for t, _ in pieces], weights, budget)
             text = quote(pieces, picked, budget)
+            if parts and overlap(text, quoted) >= REPEATED_SHARE:
+                continue
+            quoted += "\n" + text
             intro = (MORE if parts else INTRO)[language].format(n=index + 1)
             parts.append(f"{intro}\n{text}")
             budget -= len(text)

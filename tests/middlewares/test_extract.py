@@ -321,6 +321,33 @@ async def test_words_that_ask_do_not_count_against_a_passage(
     assert "--resume" in (ctx.answer or "")
 
 
+async def test_a_passage_that_repeats_the_quote_or_shows_an_answer_is_left_out(
+    config_factory: Callable[..., Config],
+) -> None:
+    """Another repository's copy of the FAQ entry adds nothing; nor does a README that shows a
+    sample answer of the bot (the shipped README does): neither is quoted as "see also"."""
+    entry = "Pass --resume to continue a stopped run from its checkpoint."
+    sample = f"```\nFrom the documentation [1]:\n> {entry}\n\nReferences:\n[1] faq.md\n```"
+    for copy in (entry, sample):
+        ctx = await answer_from(
+            config_factory,
+            "how do I resume a stopped run from a checkpoint",
+            [Chunk(entry, "faq.md", score=0.9), Chunk(copy, "other/faq.md", score=0.85)],
+        )
+        answer = ctx.answer or ""
+        assert answer.startswith(f"From the documentation [1]:\n> {entry}"), answer
+        assert "See also" not in answer and answer.count("--resume") == 1
+        assert [r.source for r in ctx.references] == ["faq.md"]
+    # A passage that says something else is still quoted beside it.
+    other = "A stopped run keeps its checkpoint; resume it with the same config on any machine."
+    ctx = await answer_from(
+        config_factory,
+        "how do I resume a stopped run from a checkpoint",
+        [Chunk(entry, "faq.md", score=0.9), Chunk(other, "guide.md", score=0.85)],
+    )
+    assert "See also [2]:" in (ctx.answer or "")
+
+
 def test_passages_are_cut_into_quotable_pieces() -> None:
     text = (
         "Install the released package\nfrom PyPI:\n\n```shell\npip install mmfoo\n```\n\n"
