@@ -64,6 +64,8 @@ Unit = tuple[str, bool]  # (a sentence, or a code block or table kept verbatim; 
 _ITEM = re.compile(r"^([-*+]|\d{1,3}[.)])\s")
 _MARKER_ONLY = re.compile(r"^([-*+]|\d{1,3}[.)])$")
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+# How a piece that is the tail of a sentence begins: a lower-case word or closing punctuation.
+_FRAGMENT = re.compile(r"^[a-z,;:)\]}]")
 # Chinese characters and punctuation: lines wrapped between two of them join without a space.
 _WIDE = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 # Where a quoted sentence ends: after Chinese end punctuation, or after . ! ? and a space before
@@ -145,7 +147,13 @@ def window(pieces: list[Unit], terms: list[set[str]], weights: Weights, budget: 
     carries on into what that piece introduces."""
     best: list[int] = []
     best_score = -1.0
-    starts = [0, *(i for i in range(1, len(pieces)) if relevance(terms[i], weights) > 0)]
+    # A passage that begins mid-sentence (the chunker repeats the end of the chunk before, cut at
+    # a colon) is quoted from its first whole sentence.
+    first = 1 if len(pieces) > 1 and _FRAGMENT.match(pieces[0][0]) and not pieces[0][1] else 0
+    starts = [
+        first,
+        *(i for i in range(first + 1, len(pieces)) if relevance(terms[i], weights) > 0),
+    ]
     for start in starts:
         taken: list[int] = []
         used = 0

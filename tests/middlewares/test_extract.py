@@ -386,6 +386,24 @@ def test_the_quote_is_the_run_that_holds_the_question() -> None:
     )
 
 
+def test_a_passage_that_begins_mid_sentence_is_quoted_from_its_first_whole_one() -> None:
+    tokenize = Tokenizer()
+    # The chunker began this chunk with the end of the one before, cut at a colon.
+    pieces = [
+        ("stream connected`.", False),
+        ("Why is the bot silent?", False),
+        ("It was not mentioned.", False),
+    ]
+    terms = [set(tokenize(text)) for text, _ in pieces]
+    weights = [({t}, 1.0) for t in tokenize("why is the bot silent in the group")]
+    picked = window(pieces, terms, weights, 600)
+    assert picked == [1, 2]
+    assert quote(pieces, picked, 600) == "> …\n> Why is the bot silent?\n> It was not mentioned."
+    # A passage that begins with a whole sentence is quoted from there.
+    pieces[0] = ("The stream is connected.", False)
+    assert window(pieces, [set(tokenize(t)) for t, _ in pieces], weights, 600) == [0, 1, 2]
+
+
 def test_code_a_quoted_sentence_introduces_is_cut_to_fit() -> None:
     tokenize = Tokenizer()
     code = "```python\n" + "\n".join(f"config.option_{i} = {i}" for i in range(40)) + "\n```"
