@@ -77,6 +77,10 @@ class DocumentFacts:
     cjk_share: float
 
 
+# The columns of a ChunkRow, in its fields' order.
+_CHUNK_COLUMNS = "id, document, ordinal, collection, source, title, text, tokens"
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkRow:
     id: str
@@ -209,8 +213,7 @@ class Manifest:
                 part = ids[start : start + 500]
                 marks = ",".join("?" * len(part))
                 rows = self._db.execute(
-                    "SELECT id, document, ordinal, collection, source, title, text, tokens "
-                    f"FROM chunks WHERE id IN ({marks})",
+                    f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})",
                     part,
                 ).fetchall()
                 found.update((row[0], ChunkRow(*row)) for row in rows)
@@ -220,8 +223,7 @@ class Manifest:
         """The chunk after this one in its document (None at the document's end)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, document, ordinal, collection, source, title, text, tokens "
-                "FROM chunks WHERE (document, ordinal) = "
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE (document, ordinal) = "
                 "(SELECT document, ordinal + 1 FROM chunks WHERE id = ?)",
                 (chunk_id,),
             ).fetchone()

@@ -226,6 +226,7 @@ class Extract(BaseMiddleware[ExtractOptions]):
     Options = ExtractOptions
     _capability: Capability | None = None
     _tokenizer: Tokenizer | None = None
+    _asking: set[str] | None = None
 
     async def warm_up(self) -> None:
         # Reads the model file's header (not its weights) once.
@@ -249,7 +250,9 @@ class Extract(BaseMiddleware[ExtractOptions]):
                 self._tokenizer = Tokenizer()
             tokenizer = self._tokenizer
             weights = [({t}, 1.0) for t in dict.fromkeys(tokenizer(question))]
-        asking = set(tokenizer(QUESTION_WORDS))
+        if self._asking is None:
+            self._asking = set(tokenizer(QUESTION_WORDS))
+        asking = self._asking
         return tokenizer, [(terms, w) for terms, w in weights if not terms <= asking]
 
     def pieces(self, chunk: Chunk, chars: int) -> list[Unit]:
@@ -299,7 +302,7 @@ class Extract(BaseMiddleware[ExtractOptions]):
             terms = [set(tokenize(text)) for text, _ in pieces]
             picked = window(pieces, terms, weights, budget)
             found = set(tokenize(chunk.title)).union(*(terms[i] for i in picked))
-            scored.append((index, chunk, pieces, picked, relevance(found, weights)))
+            scored.append((index, chunk, pieces, terms, picked, relevance(found, weights)))
         best = max((score for *_, score in scored), default=0.0)
         # The ranker's first passage needs only to say enough of the question; a further one
         # must also be nearly as relevant as the most relevant passage.
@@ -308,13 +311,13 @@ class Extract(BaseMiddleware[ExtractOptions]):
         parts: list[str] = []
         quoted = ""
         used: list[dict[str, object]] = []
-        for index, chunk, pieces, picked, score in scored:
+        for index, chunk, pieces, terms, picked, score in scored:
             if not picked or score < (floor if parts else options.min_relevance):
                 continue
             if parts and budget < MIN_SECOND_CHARS:
                 break
             if parts:
-                picked = window(pieces, [set(tokenize(t)) for t, _ in pieces], weights, budget)
+                picked = window(pieces, terms, weights, budget)
             text = quote(pieces, picked, budget)
             if parts and overlap(text, quoted) >= REPEATED_SHARE:
                 continue
