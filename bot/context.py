@@ -37,6 +37,8 @@ class Chunk:
     scores: dict[str, float] = field(default_factory=dict)
     # Its id in the knowledge base ("" for a web result): what to read on from.
     chunk_id: str = ""
+    # Ids of its document's next-best chunks: a quote may find the answer there.
+    alternatives: list[str] = field(default_factory=list)
 
     def reference(self) -> Reference:
         return Reference(source=self.source, title=self.title, url=self.url)

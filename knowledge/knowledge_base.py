@@ -35,6 +35,9 @@ from knowledge.store import ChromaStore, Neighbour, VectorStore
 
 log = logging.getLogger(__name__)
 
+# A ranked hit names this many further chunks of its document (``Hit.alternatives``).
+ALTERNATIVES = 2
+
 
 @dataclass(slots=True)
 class Hit:
@@ -54,6 +57,8 @@ class Hit:
     translation_of: str = ""
     # The document's language, when the ranker knows it: "zh" or "en".
     language: str = ""
+    # The document's next-best chunks (ids), where a quote may find more of the answer.
+    alternatives: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -482,7 +487,7 @@ class KnowledgeBase:
         dense = self._similarities(indexes, vector, [ids[chunk] for _, chunk in picks])
         hits = []
         for (entry, chunk), cosine in zip(picks, dense, strict=True):
-            document, _, score, row, translated_from = entry
+            document, chunks, score, row, translated_from = entry
             found = rows.get(ids[chunk])
             if found is None:  # in chroma but not in the manifest: a build is running
                 continue
@@ -506,6 +511,7 @@ class KnowledgeBase:
                         documents.sources[translated_from] if translated_from is not None else ""
                     ),
                     language=documents.language(document),
+                    alternatives=[ids[c] for c in chunks if c != chunk][:ALTERNATIVES],
                 )
             )
         return hits

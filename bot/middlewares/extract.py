@@ -11,12 +11,15 @@ From the best passage, and a second one from another document when the ranker th
 well of it and it does not repeat the first, it keeps the sentences (and code blocks) holding
 most of the question's terms, weighted by how rare they are in the knowledge base (a translated
 term counts: an English page answers a Chinese question), in their order, within
-``max_chars``. A passage reads on into the rest of its section when the index cut the section
-there (``KnowledgeBase.read_on``): the sentence that answers often follows the cut. A sentence
-that introduces a code block ("Install it with pip:") brings the code along, cut at a line when
-it does not fit whole. Passages keep the ranker's order (``retrieve`` has already swapped in
-the page in the question's language where the corpus has one). The quotes carry [n] markers,
-so ``cite`` turns them into references.
+``max_chars``. Search ranks a page's chunks by how well each matches as a whole, so the chunk
+it hands over is not always the one that says it: the page's next-best chunks
+(``Chunk.alternatives``) are looked at too, and the most relevant run among them is quoted,
+the reference naming its section. A passage reads on into the rest of its section when the
+index cut the section there (``KnowledgeBase.read_on``): the sentence that answers often
+follows the cut. A sentence that introduces a code block ("Install it with pip:") brings the
+code along, cut at a line when it does not fit whole. Passages keep the ranker's order
+(``retrieve`` has already swapped in the page in the question's language where the corpus has
+one). The quotes carry [n] markers, so ``cite`` turns them into references.
 """
 
 from __future__ import annotations
@@ -263,6 +266,46 @@ class Extract(BaseMiddleware[ExtractOptions]):
         # A page that shows an answer of this bot (its own README) is no answer.
         return [p for p in units(chunk.text) + units(more) if not OWN_ANSWER.search(p[0])]
 
+    def best_run(
+        self, chunk: Chunk, tokenize: Tokenizer, weights: Weights, budget: int
+    ) -> tuple[Chunk, list[Unit], list[set[str]], list[int], float]:
+        """The passage's most relevant run of pieces, looked for in the ranked chunk and in its
+        document's next-best chunks (the search ranks a chunk by how well it matches as a
+        whole, the answer is often in the one after): the chunk, its pieces and their terms,
+        the run, and its relevance (the heading counts: it says what the run is about). The
+        ranked chunk wins a tie."""
+        best: tuple[Chunk, list[Unit], list[set[str]], list[int], float] | None = None
+        for option in [chunk, *self.alternatives(chunk)]:
+            pieces = self.pieces(option, budget)
+            terms = [set(tokenize(text)) for text, _ in pieces]
+            picked = window(pieces, terms, weights, budget)
+            found = set(tokenize(option.title)).union(*(terms[i] for i in picked))
+            score = relevance(found, weights)
+            if best is None or score > best[-1]:
+                best = (option, pieces, terms, picked, score)
+        assert best is not None
+        return best
+
+    def alternatives(self, chunk: Chunk) -> list[Chunk]:
+        """The next-best chunks of the passage's document, as passages."""
+        kb = self.services.knowledge
+        if kb is None or not chunk.alternatives:
+            return []
+        rows = kb.manifest.chunks(chunk.alternatives)
+        return [
+            Chunk(
+                row.text,
+                chunk.source,
+                row.title,
+                url=chunk.url,
+                score=chunk.score,
+                scores=dict(chunk.scores),
+                chunk_id=row.id,
+            )
+            for row in (rows.get(i) for i in chunk.alternatives)
+            if row is not None
+        ]
+
     def passages(self, ctx: TurnContext, options: ExtractOptions) -> list[tuple[int, Chunk]]:
         """The passages to quote, with their index in ``ctx.chunks``: the best, and further
         ones from other documents that score nearly as well, in the ranker's order (it knows
@@ -291,18 +334,14 @@ class Extract(BaseMiddleware[ExtractOptions]):
             return ctx.ignore("no-knowledge", why="no passage to quote", model=model.why)
         tokenize, weights = await asyncio.to_thread(self.weigh, ctx.question)
         chosen = self.passages(ctx, options)
-        texts = await asyncio.to_thread(
-            lambda: [self.pieces(chunk, options.max_chars) for _, chunk in chosen]
-        )
-        # Per passage: its pieces, the run of them to quote, and how relevant that is (the
-        # heading says what each of the section's sentences is about).
         budget = options.max_chars
-        scored = []
-        for (index, chunk), pieces in zip(chosen, texts, strict=True):
-            terms = [set(tokenize(text)) for text, _ in pieces]
-            picked = window(pieces, terms, weights, budget)
-            found = set(tokenize(chunk.title)).union(*(terms[i] for i in picked))
-            scored.append((index, chunk, pieces, terms, picked, relevance(found, weights)))
+        # Per passage: its pieces, the run of them to quote, and how relevant that is.
+        scored = await asyncio.to_thread(
+            lambda: [
+                (index, *self.best_run(chunk, tokenize, weights, budget))
+                for index, chunk in chosen
+            ]
+        )
         best = max((score for *_, score in scored), default=0.0)
         # The ranker's first passage needs only to say enough of the question; a further one
         # must also be nearly as relevant as the most relevant passage.
@@ -325,6 +364,7 @@ class Extract(BaseMiddleware[ExtractOptions]):
             intro = (MORE if parts else INTRO)[language].format(n=index + 1)
             parts.append(f"{intro}\n{text}")
             budget -= len(text)
+            ctx.chunks[index] = chunk  # the reference names the section quoted
             used.append(
                 {
                     "source": chunk.source,

@@ -103,6 +103,7 @@ class Retrieve(BaseMiddleware[RetrieveOptions]):
                 score=h.score,
                 scores=dict(h.scores),
                 chunk_id=h.chunk_id,
+                alternatives=list(h.alternatives),
             )
             for h in hits
         )

@@ -81,6 +81,15 @@ def test_hits_carry_sources_for_citations(kb: KnowledgeBase) -> None:
     assert chunk.scores["bm25"] > 0
 
 
+def test_a_hit_names_its_documents_next_best_chunks(kb: KnowledgeBase) -> None:
+    """Where a quote may find the rest of the answer: other chunks of the same page."""
+    hit = kb.search("how to change the learning rate schedule", k=1)[0]
+    assert hit.source == "corpus/en/config.md"
+    assert 1 <= len(hit.alternatives) <= 2 and hit.chunk_id not in hit.alternatives
+    rows = kb.manifest.chunks(hit.alternatives)
+    assert {row.source for row in rows.values()} == {hit.source}
+
+
 def test_reciprocal_rank_fusion_ranks_too(kb: KnowledgeBase) -> None:
     rrf = variant(kb, ranker="fusion", fusion="rrf")
     hits = rrf.search("TensorRT 推理引擎怎么构建？", k=3)

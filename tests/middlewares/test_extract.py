@@ -258,6 +258,73 @@ async def test_the_quote_reads_on_where_the_index_cut_the_section(
     await services.close()
 
 
+DEPLOY = """# Deployment
+
+## Overview
+
+Models are deployed with tools/deploy.py, which converts a trained checkpoint into a model for
+the backend you choose and checks that both give the same outputs.
+
+## Int8 quantization
+
+Int8 engines need a calibration dataset: pass --calib-dataset data/calib to tools/deploy.py and
+it feeds those images through the model once to measure the ranges.
+"""
+
+
+async def test_the_quote_looks_in_the_documents_next_best_chunks(
+    config_factory: Callable[..., Config], tmp_path: Path, use_embedder: Any
+) -> None:
+    """Search ranked a chunk of the right page that does not say it (the overview); the section
+    that does is one of the page's next-best chunks, which the hit names: it is quoted, and the
+    reference names its section."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "deploy.md").write_text(DEPLOY, encoding="utf-8")
+    sources, chunking = [{"path": str(docs)}], {"max_tokens": 64, "overlap_tokens": 0}
+    work = build_index(tmp_path / "work", sources, use_embedder, chunking)
+    config = config_factory(
+        {
+            "bot": {"work_dir": str(work)},
+            "pipeline": ["extract", "cite"],
+            "knowledge": {"sources": sources, "chunking": chunking},
+        }
+    )
+    services = build_services(config, llm=ScriptedChatModel("never asked"))
+    await services.warm_up()
+    kb = services.knowledge
+    assert kb is not None
+    ids, _, _ = kb.manifest.all_tokens()
+    rows = kb.manifest.chunks(ids)
+    overview = next(r for r in rows.values() if r.title.endswith("Overview"))
+    int8 = next(r for r in rows.values() if r.title.endswith("Int8 quantization"))
+    question = "which calibration dataset option for an int8 engine?"
+    message = make_message(text=question)
+    ctx = TurnContext(
+        message=message,
+        message_id=1,
+        config=config,
+        group=config.group(message.conversation_id),
+        question=question,
+    )
+    ctx.chunks = [
+        Chunk(
+            overview.text,
+            overview.source,
+            overview.title,
+            score=0.9,
+            chunk_id=overview.id,
+            alternatives=[int8.id],
+        )
+    ]
+    await build_pipelines(services)[""].run(ctx)
+    assert ctx.decision == "answered", ctx.trace_dicts()
+    answer = " ".join((ctx.answer or "").split())
+    assert "--calib-dataset data/calib" in answer and "same outputs" not in answer
+    assert [r.title for r in ctx.references] == [int8.title]
+    await services.close()
+
+
 async def answer_from(
     config_factory: Callable[..., Config], question: str, chunks: list[Chunk]
 ) -> TurnContext:
