@@ -84,7 +84,11 @@ async def start(
     return services, pipeline, llm
 
 
-async def ask(services: Services, pipeline: Pipeline, text: str) -> TurnContext:
+async def ask(
+    services: Services, pipeline: Pipeline, text: str, chunks: list[Chunk] | None = None
+) -> TurnContext:
+    """The pipeline's turn on a question; ``chunks``: passages as retrieve would hand them
+    over (for a pipeline without retrieve)."""
     message = make_message(text=text)
     ctx = TurnContext(
         message=message,
@@ -93,6 +97,7 @@ async def ask(services: Services, pipeline: Pipeline, text: str) -> TurnContext:
         group=services.config.group(message.conversation_id),
         question=text,
     )
+    ctx.chunks = list(chunks or [])
     await pipeline.run(ctx)
     return ctx
 
@@ -298,26 +303,16 @@ async def test_the_quote_looks_in_the_documents_next_best_chunks(
     rows = kb.manifest.chunks(ids)
     overview = next(r for r in rows.values() if r.title.endswith("Overview"))
     int8 = next(r for r in rows.values() if r.title.endswith("Int8 quantization"))
-    question = "which calibration dataset option for an int8 engine?"
-    message = make_message(text=question)
-    ctx = TurnContext(
-        message=message,
-        message_id=1,
-        config=config,
-        group=config.group(message.conversation_id),
-        question=question,
+    ranked = Chunk(
+        overview.text,
+        overview.source,
+        overview.title,
+        score=0.9,
+        chunk_id=overview.id,
+        alternatives=[int8.id],
     )
-    ctx.chunks = [
-        Chunk(
-            overview.text,
-            overview.source,
-            overview.title,
-            score=0.9,
-            chunk_id=overview.id,
-            alternatives=[int8.id],
-        )
-    ]
-    await build_pipelines(services)[""].run(ctx)
+    question = "which calibration dataset option for an int8 engine?"
+    ctx = await ask(services, build_pipelines(services)[""], question, [ranked])
     assert ctx.decision == "answered", ctx.trace_dicts()
     answer = " ".join((ctx.answer or "").split())
     assert "--calib-dataset data/calib" in answer and "same outputs" not in answer
@@ -332,16 +327,7 @@ async def answer_from(
     config = config_factory({"pipeline": ["extract", "cite"]})
     services = build_services(config, llm=ScriptedChatModel("never asked"))
     await services.warm_up()
-    message = make_message(text=question)
-    ctx = TurnContext(
-        message=message,
-        message_id=1,
-        config=config,
-        group=config.group(message.conversation_id),
-        question=question,
-    )
-    ctx.chunks = chunks
-    await build_pipelines(services)[""].run(ctx)
+    ctx = await ask(services, build_pipelines(services)[""], question, chunks)
     await services.close()
     return ctx
 
