@@ -431,7 +431,9 @@ def extract_answers(
                 group=config.group("bench"),
                 question=q["question"],
             )
+            started = time.perf_counter()
             await pipeline.run(ctx)
+            elapsed = time.perf_counter() - started
             quoted = next(
                 (s.detail.get("quoted", []) for s in ctx.trace if s.name == "extract"), []
             )
@@ -451,6 +453,7 @@ def extract_answers(
                     "any_has": bool(q.get("answer_facts"))
                     and any(has_facts(c.text, q["answer_facts"]) for c in ctx.chunks),
                     "chars": len(ctx.answer or ""),
+                    "ms": elapsed * 1000,
                 }
             )
         await services.close()
@@ -464,6 +467,9 @@ def extract_answers(
         "answered": sum(r["answered"] for r in rows) / n,
         "first_quote_from_an_answering_document": sum(r["from_answer"] for r in rows) / n,
         "median_chars": statistics.median([r["chars"] for r in rows if r["answered"]] or [0]),
+        # The whole turn, one question at a time (the first split's first turns warm up too).
+        "turn_p50_ms": percentile([r["ms"] for r in rows], 0.5),
+        "turn_p95_ms": percentile([r["ms"] for r in rows], 0.95),
         "annotated": len(annotated),
         "quote_holds_the_facts": sum(r["quote_has"] for r in annotated) / m,
         "best_passage_holds_the_facts": sum(r["top_has"] for r in annotated) / m,
@@ -477,7 +483,8 @@ def print_answers(answers: dict[str, Any], split: str) -> None:
         f"\nextractive answers (extract, no generative model), {answers['questions']} {split} "
         f"questions: answered {answers['answered']:.3f}, first quote from an answering document "
         f"{answers['first_quote_from_an_answering_document']:.3f}, median "
-        f"{answers['median_chars']:.0f} characters"
+        f"{answers['median_chars']:.0f} characters; a turn p50 {answers['turn_p50_ms']:.1f} ms, "
+        f"p95 {answers['turn_p95_ms']:.1f} ms"
     )
     print(
         f"  {answers['annotated']} annotated with the facts that answer them: the quote holds "
