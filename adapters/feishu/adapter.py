@@ -514,6 +514,8 @@ class _WebsocketThread:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client: Any = None
         self._ready = threading.Event()
+        # Set once the SDK's start() has returned (read by _shutdown, on the same loop).
+        self._returned = False
         self._thread = threading.Thread(target=self._run, name="feishu-websocket", daemon=True)
 
     def start(self) -> None:
@@ -545,6 +547,7 @@ class _WebsocketThread:
         except Exception as exc:
             log.error("feishu: the websocket client stopped: %s: %s", type(exc).__name__, exc)
         finally:
+            self._returned = True
             self._ready.set()
             # Let _shutdown finish closing the socket, then cancel whatever is left.
             pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
@@ -559,17 +562,24 @@ class _WebsocketThread:
 
     async def _shutdown(self) -> None:
         """The SDK has no stop(): no reconnecting, cancel its tasks (the receive loop first,
-        so closing is not logged as an error), then close the socket politely."""
+        so closing is not logged as an error), then close the socket politely. Until its
+        start() has returned, cancel again what it starts: a stop that comes just as it
+        connects would otherwise leave its ping loop and idle wait running for ever (and the
+        process's one websocket client taken)."""
         client = self.client
         if client is not None:
             client._auto_reconnect = False
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.cancel()
-        connection = client._conn if client is not None else None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 2)
+        closed = False
+        while not self._returned:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+            connection = client._conn if client is not None else None
+            if connection is not None and not closed:
+                closed = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), 2)
+            await asyncio.sleep(0.05)
 
     def connected(self) -> bool:
         client = self.client

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from adapters.feishu.adapter import _websocket_lock
 from tests.adapters.feishu.conftest import ANSWER, VERIFICATION_TOKEN, FeishuBot, MakeFeishuBot
 from tests.adapters.feishu.fake_feishu import load_event
 from tests.fakes import GatedChatModel
@@ -110,6 +111,20 @@ async def test_stop_ends_the_websocket_thread(feishu_bot: MakeFeishuBot) -> None
     await fb.adapter.stop()
     assert not thread.is_alive()
     await fb.fake.wait_for(lambda: not fb.fake.connected)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
+async def test_a_stop_as_it_connects_frees_the_websocket_client(
+    feishu_bot: MakeFeishuBot, delay: float
+) -> None:
+    """A bot stopped just after it started (the SDK still connecting, or starting its ping
+    loop): the thread ends, and the process's one websocket client is free for the next."""
+    fb = await feishu_bot("websocket")
+    thread = fb.adapter._websocket._thread  # type: ignore[union-attr]
+    await asyncio.sleep(delay)
+    await fb.adapter.stop()
+    assert not thread.is_alive()
+    assert not _websocket_lock.locked()
 
 
 async def test_keeps_retrying_through_an_outage(feishu_bot: MakeFeishuBot) -> None:
