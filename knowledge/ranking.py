@@ -2,13 +2,14 @@
 
 Search proposes candidate chunks (the dense top n, the BM25 top n, and the top n of BM25 with
 the question's terms translated by ``knowledge.bilingual``); they are grouped by document, and
-each document gets 22 features: its chunks' best and second-best scores and ranks, how many of
+each document gets 25 features: its chunks' best and second-best scores and ranks, how many of
 its chunks were proposed, BM25 over its path and headings (the "field index"), whether the
-question names its repository, its language against the question's, what kind of file it is,
-its size, and how much of the question's terms (by IDF) its proposed chunks hold, with and
-without translations. A logistic regression fitted on hand-written questions over the OpenMMLab
-documentation (``bench/accuracy.py`` fits and measures it) weighs them; its weights ship in
-``knowledge/data/ranker.json`` with the feature version they belong to.
+question names its repository, its language against the question's, what kind of file it is
+(an FAQ or troubleshooting page among them), its size, how much of the question's terms (by
+IDF) its proposed chunks hold, with and without translations, and how many of the question's
+code-like words they hold verbatim. A logistic regression fitted on hand-written questions over
+the OpenMMLab documentation (``bench/accuracy.py`` fits and measures it) weighs them; its
+weights ship in ``knowledge/data/ranker.json`` with the feature version they belong to.
 
 What it needs beyond the BM25 index is built from the manifest after each build that changed
 something (``DocumentIndex.build``, a few seconds for 16k chunks) and saved beside the index in
@@ -39,7 +40,7 @@ from knowledge.text import detect_language
 log = logging.getLogger(__name__)
 
 # Bump when a feature's definition changes: weights fitted for another version are not used.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 # Bump when the saved document index changes shape: an older one is rebuilt from the manifest.
 INDEX_FORMAT = 1
 INDEX_FILE = "documents.npz"
@@ -72,6 +73,7 @@ FEATURES: tuple[str, ...] = (
     "coverage_x",  # the same, a term's translation counting as the term
     "identifiers",  # share of the question's code-like words found verbatim in those chunks
     "identifiers_asked",  # the question holds code-like words (MMDEPLOY_TARGET_BACKENDS)
+    "faq_page",  # an FAQ or troubleshooting page (its file or folder name says so)
 )
 
 _WORD = re.compile(r"[a-z][a-z0-9_\-]{2,}")
@@ -82,6 +84,8 @@ _IDENTIFIER = re.compile(
     r"|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z]+[A-Za-z]*"
 )
 _PATH_PUNCTUATION = re.compile(r"[/_\-.]")
+# Group-chat questions are often the very problems these pages collect.
+_FAQ_NAME = re.compile(r"faq|troubleshoot|常见问题", re.IGNORECASE)
 
 KIND_DOCS, KIND_README, KIND_SUBREADME, KIND_TXT, KIND_OTHER = range(5)
 
@@ -120,6 +124,11 @@ def document_kind(source: str, repository: str) -> int:
     if parts[-1].lower().endswith(".txt"):
         return KIND_TXT
     return KIND_OTHER
+
+
+def is_faq_page(source: str) -> bool:
+    """Its file name or folder says FAQ or troubleshooting (not the source folder's name)."""
+    return any(_FAQ_NAME.search(part) for part in source.split("/")[-2:])
 
 
 def identifiers(question: str) -> set[str]:
@@ -190,6 +199,7 @@ class DocumentIndex:
             [document_kind(s, r) for s, r in zip(sources, self.repository, strict=True)],
             dtype=np.int8,
         )
+        self.faq = np.array([is_faq_page(s) for s in sources], dtype=bool)
         self.chunk_count = np.bincount(self.chunk_document, minlength=len(keys)).astype(float)
         names = {r.rsplit("/", 1)[-1].lower() for r in self.repository if r}
         # One repository (or none) says nothing about which document answers.
@@ -437,6 +447,7 @@ class DocumentIndex:
                     coverage_x,
                     sum(word in text for word in asked) / len(asked) if asked else 0.0,
                     float(bool(asked)),
+                    float(self.faq[document]),
                 ]
             )
             documents.append(document)

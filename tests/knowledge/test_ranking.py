@@ -13,7 +13,7 @@ import pytest
 
 from knowledge.bilingual import language_slot
 from knowledge.knowledge_base import KnowledgeBase
-from knowledge.ranking import INDEX_FILE, DocumentIndex, identifiers
+from knowledge.ranking import INDEX_FILE, DocumentIndex, identifiers, is_faq_page
 from tests.knowledge.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -47,6 +47,16 @@ def test_code_like_words_of_a_question() -> None:
         "onnxruntime",
     }
     assert identifiers("how do I install it with pip") == set()
+
+
+def test_faq_pages_are_known_by_their_file_or_folder_name() -> None:
+    assert is_faq_page("mmdetection/docs/en/notes/faq.md")
+    assert is_faq_page("mmyolo/docs/zh_cn/recommended_topics/troubleshooting_steps.md")
+    assert is_faq_page("repo/FAQ/install.md")
+    assert is_faq_page("项目/常见问题.md")
+    assert not is_faq_page("mmdetection/docs/en/user_guides/train.md")
+    # the folder a source was added from says nothing about its pages
+    assert not is_faq_page("faq-bot-docs/project/docs/install.md")
 
 
 def test_translated_pages_teach_the_dictionary(make_kb: KB, twins: Path) -> None:
