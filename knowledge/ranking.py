@@ -5,11 +5,12 @@ the question's terms translated by ``knowledge.bilingual``); they are grouped by
 each document gets 25 features: its chunks' best and second-best scores and ranks, how many of
 its chunks were proposed, BM25 over its path and headings (the "field index"), whether the
 question names its repository, its language against the question's, what kind of file it is
-(an FAQ or troubleshooting page among them), its size, how much of the question's terms (by
-IDF) its proposed chunks hold, with and without translations, and how many of the question's
-code-like words they hold verbatim. A logistic regression fitted on hand-written questions over
-the OpenMMLab documentation (``bench/accuracy.py`` fits and measures it) weighs them; its
-weights ship in ``knowledge/data/ranker.json`` with the feature version they belong to.
+(and whether it is an FAQ or troubleshooting page while the question reports a problem), its
+size, how much of the question's terms (by IDF) its proposed chunks hold, with and without
+translations, and how many of the question's code-like words they hold verbatim. A logistic
+regression fitted on hand-written questions over the OpenMMLab documentation
+(``bench/accuracy.py`` fits and measures it) weighs them; its weights ship in
+``knowledge/data/ranker.json`` with the feature version they belong to.
 
 What it needs beyond the BM25 index is built from the manifest after each build that changed
 something (``DocumentIndex.build``, a few seconds for 16k chunks) and saved beside the index in
@@ -73,7 +74,7 @@ FEATURES: tuple[str, ...] = (
     "coverage_x",  # the same, a term's translation counting as the term
     "identifiers",  # share of the question's code-like words found verbatim in those chunks
     "identifiers_asked",  # the question holds code-like words (MMDEPLOY_TARGET_BACKENDS)
-    "faq_page",  # an FAQ or troubleshooting page (its file or folder name says so)
+    "faq_for_problem",  # an FAQ or troubleshooting page, and the question reports a problem
 )
 
 _WORD = re.compile(r"[a-z][a-z0-9_\-]{2,}")
@@ -84,8 +85,14 @@ _IDENTIFIER = re.compile(
     r"|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*|[A-Z]{2,}[a-z]+[A-Za-z]*"
 )
 _PATH_PUNCTUATION = re.compile(r"[/_\-.]")
-# Group-chat questions are often the very problems these pages collect.
+# Group-chat questions that report a problem are often the very ones these pages collect.
 _FAQ_NAME = re.compile(r"faq|troubleshoot|常见问题", re.IGNORECASE)
+_PROBLEM = re.compile(
+    r"error|exception|traceback|fail|crash|segfault|\bnan\b|\boom\b|out of memory|warning|wrong"
+    r"|(?:not|n'?t) work|can'?t|cannot|unable|stuck|\bhangs?\b|slow|not found|no module|\bwhy\b"
+    r"|\bbug|报错|错误|失败|出错|异常|跑不|不行|不了|无法|为什么|为啥|咋|问题|卡住|卡死|慢|找不到|不对|崩",
+    re.IGNORECASE,
+)
 
 KIND_DOCS, KIND_README, KIND_SUBREADME, KIND_TXT, KIND_OTHER = range(5)
 
@@ -129,6 +136,11 @@ def document_kind(source: str, repository: str) -> int:
 def is_faq_page(source: str) -> bool:
     """Its file name or folder says FAQ or troubleshooting (not the source folder's name)."""
     return any(_FAQ_NAME.search(part) for part in source.split("/")[-2:])
+
+
+def reports_problem(question: str) -> bool:
+    """An error, a failure, a "why": what FAQ and troubleshooting pages answer."""
+    return bool(_PROBLEM.search(question))
 
 
 def identifiers(question: str) -> set[str]:
@@ -406,6 +418,7 @@ class DocumentIndex:
         total = total or 1.0
         named = self.repositories_named(question)
         asked = identifiers(question)
+        problem = reports_problem(question)
         found = texts([int(c) for c in pool]) if asked else {}
         groups: dict[int, list[int]] = defaultdict(list)
         for j, chunk in enumerate(pool):
@@ -447,7 +460,7 @@ class DocumentIndex:
                     coverage_x,
                     sum(word in text for word in asked) / len(asked) if asked else 0.0,
                     float(bool(asked)),
-                    float(self.faq[document]),
+                    float(problem and self.faq[document]),
                 ]
             )
             documents.append(document)

@@ -13,7 +13,13 @@ import pytest
 
 from knowledge.bilingual import language_slot
 from knowledge.knowledge_base import KnowledgeBase
-from knowledge.ranking import INDEX_FILE, DocumentIndex, identifiers, is_faq_page
+from knowledge.ranking import (
+    INDEX_FILE,
+    DocumentIndex,
+    identifiers,
+    is_faq_page,
+    reports_problem,
+)
 from tests.knowledge.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -49,7 +55,7 @@ def test_code_like_words_of_a_question() -> None:
     assert identifiers("how do I install it with pip") == set()
 
 
-def test_faq_pages_are_known_by_their_file_or_folder_name() -> None:
+def test_faq_pages_count_for_questions_that_report_a_problem() -> None:
     assert is_faq_page("mmdetection/docs/en/notes/faq.md")
     assert is_faq_page("mmyolo/docs/zh_cn/recommended_topics/troubleshooting_steps.md")
     assert is_faq_page("repo/FAQ/install.md")
@@ -57,6 +63,12 @@ def test_faq_pages_are_known_by_their_file_or_folder_name() -> None:
     assert not is_faq_page("mmdetection/docs/en/user_guides/train.md")
     # the folder a source was added from says nothing about its pages
     assert not is_faq_page("faq-bot-docs/project/docs/install.md")
+    assert reports_problem("mmdet 训练 loss nan 了")
+    assert reports_problem("RuntimeError: CUDA out of memory when I train")
+    assert reports_problem("why is the bot silent")
+    assert reports_problem("lmdeploy 跑不起来")
+    assert not reports_problem("how do I connect the bot to a dingtalk group?")
+    assert not reports_problem("怎么把机器人接入飞书群")
 
 
 def test_translated_pages_teach_the_dictionary(make_kb: KB, twins: Path) -> None:
