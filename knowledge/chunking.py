@@ -24,6 +24,8 @@ _BLANK = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(
     r"(?<=[。！？；!?][”’」』）)])|(?<=[。！？；])(?![”’」』）)])|(?<=[.;:!?])(?=\s)|(?<=\n)"
 )
+# A list item's marker ("5.", "-") is not a sentence of its own.
+_LIST_MARKER = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s*")
 _CODE_START = re.compile(
     r"^(?:async\s+def|def|class|func|fn|pub\s+fn|function|export|public|private|protected|"
     r"static|struct|impl|interface|type|module|package|template|namespace)\b"
@@ -151,7 +153,17 @@ def _code_blocks(lines: list[str]) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text) if s]
+    """Sentences, with their white space; a list marker stays with its item, and inline code
+    (`a: b`) is never cut."""
+    out: list[str] = []
+    for part in _SENTENCE_END.split(text):
+        if not part:
+            continue
+        if out and (_LIST_MARKER.fullmatch(out[-1]) or out[-1].count("`") % 2):
+            out[-1] += part
+        else:
+            out.append(part)
+    return out
 
 
 def blocks(text: str) -> list[tuple[str, bool]]:
@@ -250,49 +262,61 @@ def _pack(
 ) -> list[TextChunk]:
     chunks: list[TextChunk] = []
     buffer: list[Block] = []
+    # Which section and block each buffered piece was cut from (None: a heading): pieces of one
+    # paragraph are joined as one paragraph again, without a break where it was cut.
+    origins: list[tuple[int, int] | None] = []
     size = 0
     title: list[str] = []
 
     def flush() -> None:
-        text = "\n\n".join(b for b, _ in buffer).strip()
+        parts: list[str] = []
+        for i, (text, is_code) in enumerate(buffer):
+            if i:
+                same = not is_code and origins[i] is not None and origins[i] == origins[i - 1]
+                parts.append("\n" if same else "\n\n")
+            parts.append(text)
+        text = "".join(parts).strip()
         if text:
             chunks.append(TextChunk(text=text, title=" > ".join(title)))
 
-    for path, blocks in sections:
+    for number, (path, blocks) in enumerate(sections):
         # Prose is cut a little shorter than the limit, leaving room for the overlap.
         pieces = [
-            piece
-            for block in blocks
+            (piece, (number, origin))
+            for origin, block in enumerate(blocks)
             for piece in _split_block(
                 block, max_tokens if block[1] else max_tokens - overlap_tokens
             )
         ]
-        section_tokens = sum(estimate_tokens(text) for text, _ in pieces)
+        section_tokens = sum(estimate_tokens(text) for (text, _), _ in pieces)
         heading = ("#" * len(path) + " " + path[-1]) if path and headings else ""
         if buffer and (
             size >= merge_below or size + estimate_tokens(heading) + section_tokens > max_tokens
         ):
             flush()
-            buffer, size = [], 0
+            buffer, origins, size = [], [], 0
         if buffer:
             # A small section shares the chunk of the one before: keep its heading in the text.
             if heading:
                 buffer.append((heading, False))
+                origins.append(None)
                 size += estimate_tokens(heading)
             title = _common_prefix(title, path)
         else:
             title = path
-        for piece in pieces:
+        for piece, origin in pieces:
             tokens = estimate_tokens(piece[0])
             if buffer and size + tokens > max_tokens:
                 flush()
                 tail = _overlap_tail(buffer, overlap_tokens)
                 if estimate_tokens(tail) + tokens > max_tokens:
                     tail = ""
-                buffer = [(tail, False)] if tail else []
+                # The overlap is the end of the last piece: of its paragraph, too.
+                buffer, origins = ([(tail, False)], [origins[-1]]) if tail else ([], [])
                 size = estimate_tokens(tail) if tail else 0
                 title = path
             buffer.append(piece)
+            origins.append(origin)
             size += tokens
     flush()
     return chunks

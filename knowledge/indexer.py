@@ -51,7 +51,7 @@ STORE_BATCH = 1024
 # a few seconds to start).
 PROCESS_MIN_CHUNKS = 2000
 # Bump when chunking or tokenizing changes in a way that makes stored chunks stale.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -125,6 +126,18 @@ def _folder_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def without_overlap(before: str, after: str) -> str:
+    """``after`` less the lines it starts with that end ``before``: the chunker starts a chunk
+    with the last sentences of the one before, on lines of their own."""
+    end = before.rstrip()
+    cut = 0
+    for line_break in re.finditer("\n", after):
+        head = after[: line_break.start()].strip()
+        if head and end.endswith(head):
+            cut = line_break.end()
+    return after[cut:].lstrip("\n") if cut else after
 
 
 class KnowledgeBase:
@@ -559,9 +572,7 @@ class KnowledgeBase:
                 after.title == row.title or after.title.startswith(row.title + " > ")
             ):
                 break
-            # The chunker starts a chunk with the last sentences of the one before, as a block.
-            shared, _, rest = after.text.partition("\n\n")
-            text = rest if rest and before.text.rstrip().endswith(shared.strip()) else after.text
+            text = without_overlap(before.text, after.text)
             parts.append(text)
             before, size = after, size + len(text)
         return "\n\n".join(parts)

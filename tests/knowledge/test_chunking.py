@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from knowledge.chunking import chunk_document, estimate_tokens, split_sentences
@@ -57,6 +59,31 @@ def test_chinese_sentences_split_at_chinese_punctuation() -> None:
         "“引用的话。”",
         "最后一句",
     ]
+
+
+def test_list_markers_and_inline_code_are_not_sentence_ends() -> None:
+    text = "Run it: the log says `bot: connected`. Then\n5. **Publish** the app."
+    assert split_sentences(text) == [
+        "Run it:",
+        " the log says `bot: connected`.",
+        " Then\n",
+        "5. **Publish** the app.",
+    ]
+
+
+def test_a_paragraph_cut_between_chunks_reads_as_one_paragraph() -> None:
+    """The overlap and the rest of a long paragraph are joined as lines of one paragraph: a
+    blank line would make two paragraphs of it, one of them starting mid-sentence."""
+    sentences = [f"Sentence number {i} of the long paragraph ends here." for i in range(60)]
+    text = "# Long\n\n" + " ".join(sentences) + "\n\nA second paragraph."
+    chunks = chunk_document(md(text), max_tokens=64, overlap_tokens=16)
+    assert len(chunks) > 5
+    overlapping = 0
+    for before, chunk in itertools.pairwise(chunks):
+        paragraph = chunk.text.removesuffix("\n\nA second paragraph.")
+        assert "\n\n" not in paragraph
+        overlapping += paragraph.split("\n")[0] in before.text
+    assert overlapping >= 3  # chunks that start with the end of the one before
 
 
 def test_long_chinese_text_is_split_at_sentence_ends_with_overlap() -> None:
