@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -364,7 +365,9 @@ class Extract(BaseMiddleware[ExtractOptions]):
             intro = (MORE if parts else INTRO)[language].format(n=index + 1)
             parts.append(f"{intro}\n{text}")
             budget -= len(text)
-            ctx.chunks[index] = chunk  # the reference names the section quoted
+            # The reference names the section quoted, and later steps (the guard's check of
+            # the reply's links, cite) see the text it was quoted from, read-on included.
+            ctx.chunks[index] = replace(chunk, text="\n\n".join(text for text, _ in pieces))
             used.append(
                 {
                     "source": chunk.source,

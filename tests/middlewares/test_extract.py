@@ -68,13 +68,14 @@ async def start(
     work: Path,
     sources: list[dict[str, Any]],
     chunking: dict[str, int] | None = None,
+    pipeline: list[str] = PIPELINE,
     **extra: Any,
 ) -> tuple[Services, Pipeline, ScriptedChatModel]:
     knowledge: dict[str, Any] = {"sources": sources}
     if chunking:
         knowledge["chunking"] = chunking
     config = config_factory(
-        {"bot": {"work_dir": str(work)}, "pipeline": PIPELINE, "knowledge": knowledge, **extra}
+        {"bot": {"work_dir": str(work)}, "pipeline": pipeline, "knowledge": knowledge, **extra}
     )
     llm = ScriptedChatModel("the model's answer [1]")
     services = build_services(config, llm=llm)
@@ -157,8 +158,9 @@ async def test_nothing_to_quote_is_silence_not_nonsense(
     config_factory: Callable[..., Config], shipped_work: Path
 ) -> None:
     services, pipeline, llm = await start(config_factory, shipped_work, SHIPPED)
-    # Close enough to the docs for retrieve (the Feishu section), but no passage says it.
-    ctx = await ask(services, pipeline, "怎么接入飞书")
+    # Close enough to the docs for retrieve (how the bot joins a platform's groups), but no
+    # passage says it: the bot has no Slack adapter.
+    ctx = await ask(services, pipeline, "怎么接入 Slack")
     assert ctx.decision == "ignored: no-knowledge"
     assert ctx.answer is None and llm.calls == []
     extract = next(s for s in ctx.trace if s.name == "extract")
@@ -236,6 +238,8 @@ Start the same command again with the flag and the checkpoint to continue from:
 python tools/train.py config.py --resume work_dirs/epoch_7.pth
 ```
 
+The log says which epoch it resumed from (https://docs.example.org/resume).
+
 ## Evaluate a checkpoint
 
 Run `python tools/test.py config.py work_dirs/epoch_12.pth` to print the metrics.
@@ -246,18 +250,29 @@ async def test_the_quote_reads_on_where_the_index_cut_the_section(
     config_factory: Callable[..., Config], tmp_path: Path, use_embedder: Any
 ) -> None:
     """Small chunks cut the section before its command; the quote reads on to it, without
-    repeating the chunks' overlap and without running into the next section."""
+    repeating the chunks' overlap and without running into the next section. The guard lets
+    the link it read on to through: the documentation gave it."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "training.md").write_text(RESUME, encoding="utf-8")
     sources, chunking = [{"path": str(docs)}], {"max_tokens": 64, "overlap_tokens": 32}
     work = build_index(tmp_path / "work", sources, use_embedder, chunking)
-    services, pipeline, llm = await start(config_factory, work, sources, chunking)
+    with_guard = ["normalize", "retrieve", "guard", "extract", "generate", "cite"]
+    services, pipeline, llm = await start(
+        config_factory,
+        work,
+        sources,
+        chunking,
+        with_guard,
+        middleware={"retrieve": {"k": 1}},  # the link is only in the text read on
+    )
     ctx = await ask(services, pipeline, "the machine rebooted halfway, is the training run lost?")
-    assert ctx.decision == "answered" and llm.calls == []
+    assert ctx.decision == "answered", ctx.trace_dicts()
+    assert llm.calls == []
     assert ctx.chunks[0].text.startswith("A training run can stop halfway")
     answer = " ".join((ctx.answer or "").split())
     assert "--resume work_dirs/epoch_7.pth" in answer
+    assert "https://docs.example.org/resume" in answer
     assert answer.count("Nothing of the finished epochs is lost") == 1
     assert "tools/test.py" not in answer
     await services.close()
