@@ -94,6 +94,28 @@ class ExtractOptions(BaseModel):
         description="the best sentence must hold this weighted share of the question's terms; "
         "else stay silent (the passages do not say it)",
     )
+    sure_score: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="the learned ranker's probability that a passage's page answers, from which "
+        "min_relevance_when_sure applies to it instead",
+    )
+    min_relevance_when_sure: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="min_relevance for a passage the ranker is sure of (a question in other "
+        "words than its page's)",
+    )
+
+
+def first_floor(chunk: Chunk, options: ExtractOptions) -> float:
+    """The share of the question's terms a first passage must hold: less when the learned
+    ranker is sure its page answers (the question says it in other words than the page)."""
+    if chunk.scores.get("ranker", 0.0) >= options.sure_score:
+        return min(options.min_relevance, options.min_relevance_when_sure)
+    return options.min_relevance
 
 
 def units(text: str) -> list[Unit]:
@@ -352,7 +374,7 @@ class Extract(BaseMiddleware[ExtractOptions]):
         quoted = ""
         used: list[dict[str, object]] = []
         for index, chunk, pieces, terms, picked, score in scored:
-            if not picked or score < (floor if parts else options.min_relevance):
+            if not picked or score < (floor if parts else first_floor(chunk, options)):
                 continue
             if parts and budget < MIN_SECOND_CHARS:
                 break

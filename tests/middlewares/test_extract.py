@@ -347,6 +347,27 @@ async def answer_from(
     return ctx
 
 
+async def test_a_page_the_ranker_is_sure_of_is_quoted_in_other_words(
+    config_factory: Callable[..., Config],
+) -> None:
+    """A question that says in its own words what the page says in others: the passage holds
+    few of its terms. Quoted when the learned ranker is sure the page answers, silence when
+    it is not."""
+    question = "the server rebooted in the middle of training, is all my progress gone now?"
+    passage = "Training progress survives: it resumes from the last checkpoint with --resume."
+
+    def asked(ranker: float) -> Chunk:
+        return Chunk(passage, "train.md", score=ranker, scores={"ranker": ranker})
+
+    ctx = await answer_from(config_factory, question, [asked(0.9)])
+    assert ctx.decision == "answered", ctx.trace_dicts()
+    assert "--resume" in (ctx.answer or "")
+    ctx = await answer_from(config_factory, question, [asked(0.4)])
+    extract = next(s for s in ctx.trace if s.name == "extract")
+    assert ctx.decision == "ignored: no-knowledge"
+    assert extract.score is not None and 0.15 <= extract.score < 0.3
+
+
 async def test_the_rankers_best_passage_is_quoted_first_when_it_says_enough(
     config_factory: Callable[..., Config],
 ) -> None:
