@@ -19,7 +19,9 @@ scored by the model fitted on dev. Directions:
 - models: gradient boosting on the shipped features, and a pairwise logistic regression
   (answering minus non-answering documents of a question).
 
-None of them was adopted: see ``bench/ACCURACY_NOTES.md``, section 11.
+None of them was adopted then (``bench/ACCURACY_NOTES.md``, section 11). In the fourth round the
+FAQ page crossed with "the question reports a problem" became a shipped feature
+(``faq_for_problem``, section 12): with it shipped, the ``faq`` rows here measure it twice.
 """
 
 from __future__ import annotations
