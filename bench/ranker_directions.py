@@ -22,12 +22,13 @@ scored by the model fitted on dev. Directions:
 None of them was adopted then (``bench/ACCURACY_NOTES.md``, section 11). In the fourth round the
 FAQ page crossed with "the question reports a problem" became a shipped feature
 (``faq_for_problem``, section 12): with it shipped, the ``faq`` rows here measure it twice.
+Both use the shipped definitions (``is_faq_page``, ``reports_problem`` in
+``knowledge/ranking.py``); section 11's figures came from a first, narrower problem pattern.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -42,17 +43,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import accuracy
 
 from knowledge.bm25 import BM25Index
+from knowledge.ranking import is_faq_page, reports_problem
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], Scorer]
 
-FAQ_PAGE = re.compile(r"faq|troubleshoot|常见问题", re.I)
-PROBLEM = re.compile(
-    r"error|exception|traceback|fail|\bnan\b|报错|错误|失败|跑不|不行|不了|出错|异常|warning|"
-    r"crash|segfault|\boom\b|out of memory|wrong|doesn'?t work|not work|无法|为什么|为啥|咋|问题|"
-    r"bug|卡住|hang|stuck|slow|慢|not found|找不到|no module",
-    re.I,
-)
 GENERIC_NAME = {"readm", "readme", "index", "zh", "cn", "en", "md", "txt", "doc", "docs"}
 
 
@@ -194,10 +189,8 @@ def main() -> None:
     data = accuracy.RankerData(kb, args.corpus, accuracy.load_questions())
     study = Study(data)
     X = data.X
-    faq = study.per_row(lambda i, path: float(bool(FAQ_PAGE.search(path))))
-    problem = study.per_row(
-        lambda i, path: float(bool(PROBLEM.search(data.questions[i]["question"])))
-    )
+    faq = study.per_row(lambda i, path: float(is_faq_page(path)))
+    problem = study.per_row(lambda i, path: float(reports_problem(data.questions[i]["question"])))
     relative = study.per_question(lambda rows: rows - rows.max(axis=0))
     prefix = args.corpus.name + "/"
     whole = document_bm25(kb, study, prefix)
