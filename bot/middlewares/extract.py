@@ -316,15 +316,7 @@ class Extract(BaseMiddleware[ExtractOptions]):
             return []
         rows = kb.manifest.chunks(chunk.alternatives)
         return [
-            Chunk(
-                row.text,
-                chunk.source,
-                row.title,
-                url=chunk.url,
-                score=chunk.score,
-                scores=dict(chunk.scores),
-                chunk_id=row.id,
-            )
+            replace(chunk, text=row.text, title=row.title, chunk_id=row.id, alternatives=[])
             for row in (rows.get(i) for i in chunk.alternatives)
             if row is not None
         ]
