@@ -143,10 +143,14 @@ async def test_the_sweeper_picks_up_stuck_messages_without_a_restart(
     db.run_sync(repo.mark_reply, reply_id, status=ReplyStatus.SENT, attempts=1)
     old = db.run_sync(repo.insert_message, make_message(text="from this morning"))
 
-    def age(session: Any) -> None:
-        session.get(MessageRecord, old.id).received_at = utcnow() - timedelta(hours=5)
+    def settle(session: Any) -> None:
+        """Every status was last written at the sweeper's "now" (a slow machine takes a while
+        to write them), and one message arrived this morning."""
+        for stored in (received, processing, replying, sent, old):
+            session.get(MessageRecord, stored.id).updated_at = clock.now
+        session.get(MessageRecord, old.id).received_at = clock.now - timedelta(hours=5)
 
-    db.run_sync(age)
+    db.run_sync(settle)
 
     assert await bot.recovery.sweep() == 0  # nothing has been waiting long enough yet
     clock.advance(STUCK_AFTER + 1)
