@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from knowledge.bilingual import BilingualDictionary, aligned_headings, find_twins
+from knowledge.bilingual import BilingualDictionary, Page, aligned_sections, find_twins
 from knowledge.bm25 import BM25Index
 from knowledge.manifest import Manifest
 from knowledge.text import detect_language
@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 
 # Bump when a feature's definition changes: weights fitted for another version are not used.
 FEATURE_VERSION = 3
-# Bump when the saved document index changes shape: an older one is rebuilt from the manifest.
-INDEX_FORMAT = 1
+# Bump when the saved document index changes shape or how it is derived (2: the dictionary is
+# mined from sections): an older one is rebuilt from the manifest.
+INDEX_FORMAT = 2
 INDEX_FILE = "documents.npz"
 MODEL_FILE = Path(__file__).parent / "data" / "ranker.json"
 # A document is Chinese when this share of its characters is.
@@ -250,13 +251,22 @@ class DocumentIndex:
             [key in facts and facts[key].cjk_share > CHINESE_SHARE for key in keys], dtype=bool
         )
         pairs = find_twins(keys, list(chinese))
+        chunks_of: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+        for key, title, terms in zip(chunk_documents, titles, tokens, strict=True):
+            chunks_of[key].append((title, terms))
+
+        def page(key: str) -> Page:
+            return Page(facts[key].headings, chunks_of[key])
+
         dictionary = BilingualDictionary.mine(
-            aligned_headings(
-                (facts[keys[en]].headings, facts[keys[zh]].headings)
-                for en, zh in pairs
-                if keys[en] in facts and keys[zh] in facts
-            ),
-            tokenize,
+            aligned_sections(
+                (
+                    (page(keys[en]), page(keys[zh]))
+                    for en, zh in pairs
+                    if keys[en] in facts and keys[zh] in facts
+                ),
+                tokenize,
+            )
         )
         headings: dict[int, set[str]] = defaultdict(set)
         for document, title in zip(chunk_document, titles, strict=True):

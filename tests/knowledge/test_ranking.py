@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.bilingual import language_slot
+from knowledge.bilingual import BilingualDictionary, Page, aligned_sections, language_slot
+from knowledge.bm25 import Tokenizer
 from knowledge.knowledge_base import KnowledgeBase
 from knowledge.ranking import (
     INDEX_FILE,
@@ -86,6 +87,39 @@ def test_translated_pages_teach_the_dictionary(make_kb: KB, twins: Path) -> None
     assert dictionary.zh2en["评测"][0] == "evalu"
     assert dictionary.en2zh["quantiz"][0] == "量化"
     assert dictionary.translate(kb.tokenizer("怎么安装")) == ["instal"]
+    assert "int8" not in dictionary.en2zh  # the Chinese pages write int8 as it is
+
+
+def test_sections_teach_the_words_of_their_bodies() -> None:
+    """Headings rarely hold the everyday words (打印, 显存) that questions use; the sections
+    under them do. Words both versions write alike are not translated."""
+    tokenize = Tokenizer()
+    outline_en = [(1, "Training"), (2, "Logs"), (2, "Memory"), (2, "Speed")]
+    outline_zh = [(1, "训练"), (2, "日志"), (2, "内存"), (2, "速度")]
+    english = Page(
+        outline_en,
+        [
+            ("Training > Logs", tokenize("Logs\nThe hook will print the loss with int8 models.")),
+            ("Training > Memory", tokenize("Memory\nPrint the GPU memory, then lower the batch.")),
+            ("Training > Speed", tokenize("Speed\nUse int8 to train faster.")),
+        ],
+    )
+    chinese = Page(
+        outline_zh,
+        [
+            ("训练 > 日志", tokenize("日志\n这个钩子会打印 int8 模型的损失。")),
+            ("训练 > 内存", tokenize("内存\n先打印 GPU 显存，再调小批次。")),
+            ("训练 > 速度", tokenize("速度\n用 int8 训练更快。")),
+        ],
+    )
+    dictionary = BilingualDictionary.mine(aligned_sections([(english, chinese)], tokenize))
+    assert dictionary.zh2en["打印"][0] == "print"  # never in a heading
+    assert dictionary.en2zh["print"][0] == "打印"
+    assert "int8" not in dictionary.en2zh and "gpu" not in dictionary.en2zh
+    assert dictionary.translate(tokenize("怎么打印日志")) == ["print", "log"]
+    # Outlines that differ pair nothing: their sections may not be translations.
+    shorter = Page(outline_zh[:3], chinese.chunks)
+    assert aligned_sections([(english, shorter)], tokenize) == []
 
 
 def test_a_question_finds_the_page_written_only_in_the_other_language(
