@@ -53,7 +53,8 @@ def chunk_document(loaded: Loaded, max_tokens: int, overlap_tokens: int) -> list
 
 def outline(loaded: Loaded) -> list[tuple[int, str]]:
     """The document's headings, (level, text) in order, outside code blocks: translated pages
-    with the same outline are aligned heading by heading (``knowledge.bilingual``)."""
+    with the same outline are aligned heading by heading, section by section
+    (``knowledge.bilingual``)."""
     if loaded.kind in ("code", "pdf", "text"):
         return []
     found: list[tuple[int, str]] = []

@@ -187,7 +187,7 @@ def test_the_index_of_documents_follows_the_builds(make_kb: KB, twins: Path) -> 
     assert report.removed == 1 and report.changed == 1
     documents = kb.document_index
     assert documents is not None and documents.generation != generation
-    # The outlines no longer match: no heading pairs, no dictionary.
+    # The outlines no longer match: nothing is aligned, no dictionary.
     assert len(documents.twin_pairs) == 1 and len(documents.dictionary) == 0
     assert "twins/README_zh-CN.md" not in documents.sources
 
