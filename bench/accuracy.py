@@ -220,6 +220,11 @@ class RankerData:
         assert documents is not None, "the learned ranker is off"
         prefix = corpus.name + "/"
         self.questions = questions
+        # A page and its translation take one place in a search (``KnowledgeBase.search``).
+        self.twin: dict[str, str] = {}
+        for en, zh in documents.twin_pairs:
+            a, b = (documents.sources[d].removeprefix(prefix) for d in (en, zh))
+            self.twin[a], self.twin[b] = b, a
         self.docs: list[list[str]] = []
         rows, labels, owner = [], [], []
         for i, q in enumerate(questions):
@@ -240,7 +245,12 @@ class RankerData:
             mine = np.flatnonzero(self.owner == i)
             order = mine[np.argsort(-scores[mine], kind="stable")]
             start = mine[0] if len(mine) else 0
-            out.append(first_rank([self.docs[i][j - start] for j in order], set(q["answers"])))
+            ranked: list[str] = []
+            for j in order:
+                name = self.docs[i][j - start]
+                if self.twin.get(name) not in ranked:
+                    ranked.append(name)
+            out.append(first_rank(ranked, set(q["answers"])))
         return out
 
     def cross_validated(

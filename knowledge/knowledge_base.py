@@ -292,8 +292,8 @@ class KnowledgeBase:
         learned ranker (or chunks by the fused score), then the reranker if one is set.
 
         With the learned ranker, the best chunk of each of the best documents comes first, then
-        their further chunks. With ``language`` ("zh", "en"), a document written in the other
-        language is replaced by its translation when the corpus has one."""
+        their further chunks. A page and its translation count as one document: with
+        ``language`` ("zh", "en") the one in that language is shown, else the better ranked."""
         indexes = self._fresh()
         if not len(indexes.bm25):
             return []
@@ -486,7 +486,9 @@ class KnowledgeBase:
                 twin_chunks = self._twin_chunks(indexes, documents, candidates, twin, vector, bmx)
                 if twin_chunks:  # (a translation with no text has no chunks)
                     translated_from, document, chunks = document, twin, twin_chunks
-            if document in seen:
+            # One page of a translated pair: the one in the asked language, else the better
+            # ranked (the other says the same and would take a place of another page).
+            if document in seen or (language is None and twin in seen):
                 continue
             seen.add(document)
             ranked.append((document, chunks, float(scores[row]), int(row), translated_from))

@@ -158,6 +158,18 @@ def test_the_answer_comes_in_the_asked_language_when_translated(
     assert coco.source == "twins/docs/zh_cn/benchmark.md" and not coco.translation_of
 
 
+def test_a_page_and_its_translation_take_one_place(make_kb: KB, twins: Path) -> None:
+    """Without a language the better ranked of a translated pair stands for both: the other
+    says the same, and its place goes to another page."""
+    kb = make_kb(sources=[{"path": str(twins)}])
+    kb.build(progress=False)
+    pair = {"twins/docs/en/quantization.md", "twins/docs/zh_cn/quantization.md"}
+    hits = kb.search("how do I quantize a model to int8", k=5)
+    assert hits[0].source in pair
+    assert len({h.source for h in hits} & pair) == 1
+    assert not any(h.translation_of for h in hits)
+
+
 def test_a_corpus_without_translations_ranks_without_a_dictionary(
     make_kb: KB, corpus: Path
 ) -> None:
