@@ -251,9 +251,12 @@ class DocumentIndex:
             [key in facts and facts[key].cjk_share > CHINESE_SHARE for key in keys], dtype=bool
         )
         pairs = find_twins(keys, list(chinese))
+        # Only translated pages teach the dictionary: the other pages' chunks are not needed.
+        translated = {keys[i] for pair in pairs for i in pair}
         chunks_of: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
         for key, title, terms in zip(chunk_documents, titles, tokens, strict=True):
-            chunks_of[key].append((title, terms))
+            if key in translated:
+                chunks_of[key].append((title, terms))
 
         def page(key: str) -> Page:
             return Page(facts[key].headings, chunks_of[key])
