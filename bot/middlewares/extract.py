@@ -25,6 +25,7 @@ one). The quotes carry [n] markers, so ``cite`` turns them into references.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from dataclasses import replace
 from typing import Literal
@@ -108,12 +109,26 @@ class ExtractOptions(BaseModel):
         description="min_relevance for a passage the ranker is sure of (a question in other "
         "words than its page's)",
     )
+    unsure_score: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="stay silent when the learned ranker's probability that the first "
+        "passage's page answers is below this (the pages most likely do not say it)",
+    )
 
 
 def first_floor(chunk: Chunk, options: ExtractOptions) -> float:
     """The share of the question's terms a first passage must hold: less when the learned
-    ranker is sure its page answers (the question says it in other words than the page)."""
-    if chunk.scores.get("ranker", 0.0) >= options.sure_score:
+    ranker is sure its page answers (the question says it in other words than the page), more
+    than all of them when it doubts it (a question the pages do not answer still shares words
+    with some page: quoting that is noise)."""
+    sure = chunk.scores.get("ranker")
+    if sure is None:
+        return options.min_relevance
+    if sure < options.unsure_score:
+        return math.inf
+    if sure >= options.sure_score:
         return min(options.min_relevance, options.min_relevance_when_sure)
     return options.min_relevance
 
@@ -391,6 +406,16 @@ class Extract(BaseMiddleware[ExtractOptions]):
                 }
             )
         if not parts:
+            sure = chosen[0][1].scores.get("ranker") if chosen else None
+            if sure is not None and sure < options.unsure_score:
+                return ctx.ignore(
+                    "no-knowledge",
+                    score=round(sure, 3),
+                    threshold=options.unsure_score,
+                    why="the learned ranker doubts that the best page answers the question "
+                    "(its probability is the score)",
+                    model=model.why,
+                )
             return ctx.ignore(
                 "no-knowledge",
                 score=best,

@@ -159,13 +159,14 @@ async def test_nothing_to_quote_is_silence_not_nonsense(
 ) -> None:
     services, pipeline, llm = await start(config_factory, shipped_work, SHIPPED)
     # Close enough to the docs for retrieve (how the bot joins a platform's groups), but no
-    # passage says it: the bot has no Slack adapter.
+    # passage says it: the bot has no Slack adapter. The learned ranker doubts every page.
     ctx = await ask(services, pipeline, "怎么接入 Slack")
     assert ctx.decision == "ignored: no-knowledge"
     assert ctx.answer is None and llm.calls == []
     extract = next(s for s in ctx.trace if s.name == "extract")
-    assert extract.verdict == "ignored: no-knowledge" and extract.threshold == 0.3
-    assert extract.score is not None and extract.score < 0.3
+    assert extract.verdict == "ignored: no-knowledge" and extract.threshold == 0.25
+    assert extract.score is not None and extract.score < 0.25
+    assert "doubts" in extract.detail["why"]
     await services.close()
 
 
@@ -366,6 +367,30 @@ async def test_a_page_the_ranker_is_sure_of_is_quoted_in_other_words(
     extract = next(s for s in ctx.trace if s.name == "extract")
     assert ctx.decision == "ignored: no-knowledge"
     assert extract.score is not None and 0.15 <= extract.score < 0.3
+
+
+async def test_a_page_the_ranker_doubts_is_not_quoted_however_many_words_it_shares(
+    config_factory: Callable[..., Config],
+) -> None:
+    """A question the pages do not answer still shares its words with some page (the same
+    product, the same feature). When the learned ranker doubts that page answers, quoting it
+    would be noise: silence, and the trace says why. Without a ranker's probability (the
+    ranker off, or a reranker's passages), the words decide alone."""
+    question = "does the converter support exporting to coreml?"
+    passage = "The converter supports exporting to ONNX and TensorRT."
+
+    def asked(scores: dict[str, float]) -> Chunk:
+        return Chunk(passage, "deploy.md", score=0.5, scores=scores)
+
+    ctx = await answer_from(config_factory, question, [asked({"ranker": 0.1})])
+    extract = next(s for s in ctx.trace if s.name == "extract")
+    assert ctx.decision == "ignored: no-knowledge" and ctx.answer is None
+    assert extract.score == 0.1 and extract.threshold == 0.25
+    assert "doubts" in extract.detail["why"]
+    for scores in ({"ranker": 0.3}, {}):
+        ctx = await answer_from(config_factory, question, [asked(scores)])
+        assert ctx.decision == "answered", ctx.trace_dicts()
+        assert "ONNX and TensorRT" in (ctx.answer or "")
 
 
 async def test_the_rankers_best_passage_is_quoted_first_when_it_says_enough(
