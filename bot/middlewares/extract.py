@@ -118,17 +118,20 @@ class ExtractOptions(BaseModel):
     )
 
 
+def doubted(chunk: Chunk, options: ExtractOptions) -> bool:
+    """The learned ranker doubts that the passage's page answers at all (a question the pages
+    do not answer still shares words with some page: quoting that is noise)."""
+    sure = chunk.scores.get("ranker")
+    return sure is not None and sure < options.unsure_score
+
+
 def first_floor(chunk: Chunk, options: ExtractOptions) -> float:
     """The share of the question's terms a first passage must hold: less when the learned
     ranker is sure its page answers (the question says it in other words than the page), more
-    than all of them when it doubts it (a question the pages do not answer still shares words
-    with some page: quoting that is noise)."""
-    sure = chunk.scores.get("ranker")
-    if sure is None:
-        return options.min_relevance
-    if sure < options.unsure_score:
+    than all of them when it doubts it."""
+    if doubted(chunk, options):
         return math.inf
-    if sure >= options.sure_score:
+    if chunk.scores.get("ranker", 0.0) >= options.sure_score:
         return min(options.min_relevance, options.min_relevance_when_sure)
     return options.min_relevance
 
@@ -362,8 +365,17 @@ class Extract(BaseMiddleware[ExtractOptions]):
             return await call_next(ctx)
         if not ctx.chunks:
             return ctx.ignore("no-knowledge", why="no passage to quote", model=model.why)
-        tokenize, weights = await asyncio.to_thread(self.weigh, ctx.question)
         chosen = self.passages(ctx, options)
+        if all(doubted(chunk, options) for _, chunk in chosen):
+            return ctx.ignore(
+                "no-knowledge",
+                score=round(chosen[0][1].scores["ranker"], 3),
+                threshold=options.unsure_score,
+                why="the learned ranker doubts that the best page answers the question "
+                "(its probability is the score)",
+                model=model.why,
+            )
+        tokenize, weights = await asyncio.to_thread(self.weigh, ctx.question)
         budget = options.max_chars
         # Per passage: its pieces, the run of them to quote, and how relevant that is.
         scored = await asyncio.to_thread(
@@ -406,16 +418,6 @@ class Extract(BaseMiddleware[ExtractOptions]):
                 }
             )
         if not parts:
-            sure = chosen[0][1].scores.get("ranker") if chosen else None
-            if sure is not None and sure < options.unsure_score:
-                return ctx.ignore(
-                    "no-knowledge",
-                    score=round(sure, 3),
-                    threshold=options.unsure_score,
-                    why="the learned ranker doubts that the best page answers the question "
-                    "(its probability is the score)",
-                    model=model.why,
-                )
             return ctx.ignore(
                 "no-knowledge",
                 score=best,
